@@ -1,0 +1,297 @@
+//! The configuration schema. Sections: `[node]`, `[smtp]`, `[http]`, `[spool]`, `[logs]`, `[policy]`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+use crate::{ByteSize, Cidr, HumanDuration};
+
+/// The shipped example config; `ferry serve` without `--config` runs on exactly this text.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../examples/ferry.toml");
+/// The shipped example policy, used when the embedded defaults are in force.
+pub const EXAMPLE_POLICY: &str = include_str!("../../examples/policy.lua");
+/// What error messages call the embedded defaults.
+pub const EMBEDDED_NAME: &str = "<embedded examples/ferry.toml>";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub logs: LogsConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Where this config came from; not part of the TOML.
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// Where a config was read from, so relative paths and messages can refer to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ConfigSource {
+    #[default]
+    Embedded,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Node UUID; by default created on first start and kept in `data_dir/node_id`.
+    pub id: Option<NodeId>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./ferry-data"),
+            id: None,
+        }
+    }
+}
+
+/// A hyphenated UUID string, validated at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeId(pub String);
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let hex: String = s.chars().filter(|c| *c != '-').collect();
+        let groups: Vec<usize> = s.split('-').map(str::len).collect();
+        if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) || groups != [8, 4, 4, 4, 12] {
+            return Err(serde::de::Error::custom(format!(
+                "invalid node id {s:?}: expected a hyphenated UUID such as 557f3ad4-2c8c-11ee-976e-782d7e12e173"
+            )));
+        }
+        Ok(NodeId(s.to_ascii_lowercase()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub listen: SocketAddr,
+    /// Name used in the greeting, EHLO reply and Received header; default: the machine's host name.
+    pub hostname: Option<String>,
+    pub relay_hosts: Vec<Cidr>,
+    pub max_message_size: ByteSize,
+    pub max_recipients: usize,
+    pub idle_timeout: HumanDuration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            hostname: None,
+            relay_hosts: loopback(),
+            max_message_size: ByteSize(20 << 20),
+            max_recipients: 1024,
+            idle_timeout: HumanDuration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    pub trusted_hosts: Vec<Cidr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            trusted_hosts: loopback(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Default: `<data_dir>/spool`.
+    pub path: Option<PathBuf>,
+    pub map_size: ByteSize,
+    /// fsync every commit before acknowledging. Turning it off trades durability for speed.
+    pub fsync: bool,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            map_size: ByteSize(64 << 30),
+            fsync: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogCompression {
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogsConfig {
+    /// Default: `<data_dir>/logs`.
+    pub dir: Option<PathBuf>,
+    pub max_segment_duration: HumanDuration,
+    pub max_file_size: ByteSize,
+    pub compression: LogCompression,
+    /// zstd level; 0 = zstd's default.
+    pub compression_level: i32,
+    /// Meta keys copied into records (`*` suffix = prefix wildcard).
+    pub meta: Vec<String>,
+    /// Header names copied into records (case-insensitive, `*` suffix = prefix wildcard).
+    pub headers: Vec<String>,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_segment_duration: HumanDuration::from_secs(60),
+            max_file_size: ByteSize(1_000_000_000),
+            compression: LogCompression::Zstd,
+            compression_level: 0,
+            meta: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Lua policy file, relative to the config file's directory. None: built-in defaults only.
+    pub script: Option<PathBuf>,
+    /// Number of Lua states serving policy events; 0 = one per CPU core.
+    pub pool_size: usize,
+    /// A handler running longer than this counts as an error.
+    pub handler_timeout: HumanDuration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            script: None,
+            pool_size: 0,
+            handler_timeout: HumanDuration::from_secs(5),
+        }
+    }
+}
+
+fn loopback() -> Vec<Cidr> {
+    vec![
+        "127.0.0.0/8".parse().expect("literal CIDR"),
+        "::1".parse().expect("literal CIDR"),
+    ]
+}
+
+/// The policy source to run: a file on disk, or the embedded example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    File(PathBuf),
+    Embedded { name: &'static str, text: &'static str },
+}
+
+impl Config {
+    /// Load from a file, or the embedded example defaults when `path` is None.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Self::parse(EXAMPLE_CONFIG, ConfigSource::Embedded),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
+                    file: p.display().to_string(),
+                    error: e.to_string(),
+                })?;
+                Self::parse(&text, ConfigSource::File(p.to_path_buf()))
+            }
+        }
+    }
+
+    /// Parse TOML text; `source` names the file in errors and anchors relative policy paths.
+    pub fn parse(text: &str, source: ConfigSource) -> Result<Config, ConfigError> {
+        let file = match &source {
+            ConfigSource::Embedded => EMBEDDED_NAME.to_string(),
+            ConfigSource::File(p) => p.display().to_string(),
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::from_toml(&file, text, "", e))?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::from_toml(&file, text, &key, e.into_inner())
+        })?;
+        config.source = source;
+        config.validate(&file, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, msg: String| Err(ConfigError::invalid(file, text, key, msg));
+        if self.smtp.max_recipients == 0 {
+            return invalid("smtp.max_recipients", "must be at least 1".into());
+        }
+        if self.smtp.max_message_size.0 == 0 {
+            return invalid("smtp.max_message_size", "must be greater than 0".into());
+        }
+        if self.smtp.idle_timeout.0.is_zero() {
+            return invalid("smtp.idle_timeout", "must be greater than 0".into());
+        }
+        if self.spool.map_size.0 < (1 << 20) {
+            return invalid("spool.map_size", "must be at least 1MiB".into());
+        }
+        if self.logs.max_segment_duration.0.is_zero() {
+            return invalid("logs.max_segment_duration", "must be greater than 0".into());
+        }
+        if self.logs.max_file_size.0 == 0 {
+            return invalid("logs.max_file_size", "must be greater than 0".into());
+        }
+        if !(-7..=22).contains(&self.logs.compression_level) {
+            return invalid("logs.compression_level", "must be between -7 and 22".into());
+        }
+        if self.policy.handler_timeout.0.is_zero() {
+            return invalid("policy.handler_timeout", "must be greater than 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn spool_path(&self) -> PathBuf {
+        self.spool.path.clone().unwrap_or_else(|| self.node.data_dir.join("spool"))
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.logs.dir.clone().unwrap_or_else(|| self.node.data_dir.join("logs"))
+    }
+
+    /// The policy to run, if any. File paths are relative to the config file's directory; the
+    /// embedded config runs the embedded example policy.
+    pub fn policy_source(&self) -> Option<PolicySource> {
+        let script = self.policy.script.as_ref()?;
+        Some(match &self.source {
+            ConfigSource::Embedded => PolicySource::Embedded {
+                name: "examples/policy.lua",
+                text: EXAMPLE_POLICY,
+            },
+            ConfigSource::File(cfg) => {
+                let base = cfg.parent().unwrap_or(Path::new("."));
+                PolicySource::File(base.join(script))
+            }
+        })
+    }
+}

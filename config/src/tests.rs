@@ -1,0 +1,126 @@
+use std::path::PathBuf;
+
+use crate::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, ConfigSource::File(PathBuf::from("/etc/ferry/ferry.toml")))
+}
+
+fn located(text: &str) -> error_parts::Parts {
+    match parse(text).expect_err("config should be rejected") {
+        ConfigError::Invalid(l) => error_parts::Parts {
+            line: l.line,
+            key: l.key.clone(),
+            rendered: ConfigError::Invalid(l).to_string(),
+        },
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+mod error_parts {
+    pub struct Parts {
+        pub line: Option<usize>,
+        pub key: String,
+        pub rendered: String,
+    }
+}
+
+#[test]
+fn embedded_defaults_are_the_example_file() {
+    let embedded = Config::load(None).unwrap();
+    let example = Config::load(Some(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/ferry.toml"
+    ))))
+    .unwrap();
+    assert_eq!(embedded.smtp.listen.to_string(), "127.0.0.1:2525");
+    assert_eq!(embedded.http.listen.to_string(), "127.0.0.1:8000");
+    assert_eq!(embedded.node.data_dir, PathBuf::from("./ferry-data"));
+    assert!(embedded.spool.fsync);
+    assert_eq!(format!("{:?}", embedded.smtp), format!("{:?}", example.smtp));
+    assert_eq!(format!("{:?}", embedded.logs), format!("{:?}", example.logs));
+    assert!(matches!(embedded.policy_source(), Some(PolicySource::Embedded { .. })));
+}
+
+#[test]
+fn empty_file_gets_defaults_and_derived_paths() {
+    let c = parse("").unwrap();
+    assert_eq!(c.spool_path(), PathBuf::from("./ferry-data/spool"));
+    assert_eq!(c.logs_dir(), PathBuf::from("./ferry-data/logs"));
+    assert_eq!(c.smtp.idle_timeout.0.as_secs(), 300);
+    assert!(c.policy_source().is_none());
+}
+
+#[test]
+fn policy_path_is_relative_to_the_config_file() {
+    let c = parse("[policy]\nscript = \"policy.lua\"\n").unwrap();
+    assert_eq!(
+        c.policy_source(),
+        Some(PolicySource::File(PathBuf::from("/etc/ferry/policy.lua")))
+    );
+}
+
+#[test]
+fn unknown_key_names_key_file_and_line() {
+    let p = located("[smtp]\nlisten = \"127.0.0.1:25\"\nmax_recipents = 10\n");
+    assert_eq!(p.key, "smtp.max_recipents");
+    assert_eq!(p.line, Some(3));
+    assert!(p.rendered.contains("/etc/ferry/ferry.toml"), "{}", p.rendered);
+    assert!(p.rendered.contains("line 3"), "{}", p.rendered);
+    assert!(p.rendered.contains("unknown field"), "{}", p.rendered);
+}
+
+#[test]
+fn unknown_section_is_named() {
+    let p = located("[smtpd]\nlisten = \"127.0.0.1:25\"\n");
+    assert_eq!(p.key, "smtpd");
+    assert_eq!(p.line, Some(1));
+}
+
+#[test]
+fn bad_duration_names_key_and_line() {
+    let p = located("[node]\ndata_dir = \"/tmp/x\"\n\n[smtp]\nidle_timeout = \"5 fortnights\"\n");
+    assert_eq!(p.key, "smtp.idle_timeout");
+    assert_eq!(p.line, Some(5));
+    assert!(p.rendered.contains("invalid duration"), "{}", p.rendered);
+}
+
+#[test]
+fn bad_cidr_names_key_and_line() {
+    let p = located("[smtp]\nrelay_hosts = [\"127.0.0.0/8\", \"10.0.0.0/40\"]\n");
+    assert!(p.key.starts_with("smtp.relay_hosts"), "{}", p.key);
+    assert_eq!(p.line, Some(2));
+    assert!(p.rendered.contains("invalid CIDR"), "{}", p.rendered);
+}
+
+#[test]
+fn bad_socket_address_and_type_errors_are_located() {
+    let p = located("[http]\nlisten = \"localhost\"\n");
+    assert_eq!(p.key, "http.listen");
+    assert_eq!(p.line, Some(2));
+    let p = located("[spool]\nfsync = \"yes\"\n");
+    assert_eq!(p.key, "spool.fsync");
+    assert_eq!(p.line, Some(2));
+}
+
+#[test]
+fn semantic_validation_names_key_and_line() {
+    let p = located("[smtp]\nmax_recipients = 0\n");
+    assert_eq!(p.key, "smtp.max_recipients");
+    assert_eq!(p.line, Some(2));
+    let p = located("[node]\nid = \"not-a-uuid\"\n");
+    assert_eq!(p.key, "node.id");
+    assert!(p.rendered.contains("invalid node id"));
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let p = located("[smtp]\nlisten = \n");
+    assert_eq!(p.line, Some(2));
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let err = Config::load(Some(std::path::Path::new("/nonexistent/ferry.toml"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/ferry.toml"), "{err}");
+}
