@@ -1,1 +1,5 @@
+//! ferry-actors: the engine. Pure rules live in `model`; each other module is one actor (or a small
+//! family of them) that owns its state and talks to the rest by message.
 
+pub mod model;
+pub mod spool;

@@ -1,0 +1,145 @@
+//! The message (SPEC §1.1) and its stored form. The queue actor keeps only id, due and attempts in
+//! memory; the full message lives in the spool and is loaded to deliver or transfer.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::id::MessageId;
+use super::queue_name::{self, QueueNameError};
+use super::scheduling::Scheduling;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    /// Envelope sender; the null sender is "".
+    pub sender: String,
+    /// Envelope recipients; the queue is chosen by the first.
+    pub recipients: Vec<String>,
+    pub meta: Map<String, Value>,
+    /// Raw bytes, binary-safe, never altered by xfer.
+    pub data: Bytes,
+    pub schedule: Option<Scheduling>,
+    /// None = due now.
+    pub due: Option<DateTime<Utc>>,
+    /// Completed delivery attempts.
+    pub num_attempts: u16,
+}
+
+impl Message {
+    pub fn new(id: MessageId, sender: String, recipients: Vec<String>, data: Bytes) -> Self {
+        Self {
+            id,
+            sender,
+            recipients,
+            meta: Map::new(),
+            data,
+            schedule: None,
+            due: None,
+            num_attempts: 0,
+        }
+    }
+
+    pub fn created(&self) -> DateTime<Utc> {
+        self.id.created()
+    }
+
+    pub fn queue_name(&self) -> Result<String, QueueNameError> {
+        queue_name::for_message(&self.meta, &self.recipients)
+    }
+
+    /// Meta value, with JSON null read back as absent (SPEC §1.2).
+    pub fn get_meta(&self, key: &str) -> Option<&Value> {
+        self.meta.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn set_meta(&mut self, key: impl Into<String>, value: Value) {
+        self.meta.insert(key.into(), value);
+    }
+
+    /// The form stored in the spool's `meta` database.
+    pub fn spool_meta(&self) -> SpoolMeta {
+        SpoolMeta {
+            sender: self.sender.clone(),
+            recipient: self.recipients.clone(),
+            meta: self.meta.clone(),
+            schedule: self.schedule.clone(),
+            due: self.due,
+            num_attempts: Some(self.num_attempts),
+        }
+    }
+
+    pub fn from_spool(id: MessageId, meta: SpoolMeta, data: Bytes) -> Self {
+        Self {
+            id,
+            sender: meta.sender,
+            recipients: meta.recipient,
+            meta: meta.meta,
+            data,
+            schedule: meta.schedule,
+            due: meta.due,
+            num_attempts: meta.num_attempts.unwrap_or(0),
+        }
+    }
+}
+
+/// What the spool keeps per message besides the body. `due` and `num_attempts` are persisted (D1);
+/// `num_attempts` is optional so that a record written without it can be told apart and inferred.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoolMeta {
+    pub sender: String,
+    pub recipient: Vec<String>,
+    #[serde(default)]
+    pub meta: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Scheduling>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_attempts: Option<u16>,
+}
+
+impl SpoolMeta {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("spool meta is always serialisable")
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::id::MessageIdGenerator;
+    use serde_json::json;
+
+    #[test]
+    fn spool_form_round_trips_due_and_attempts() {
+        let g = MessageIdGenerator::new(&uuid::Uuid::new_v4());
+        let mut m = Message::new(
+            g.generate(),
+            "sender@example.com".into(),
+            vec!["a@example.com".into(), "b@example.com".into()],
+            Bytes::from_static(b"Subject: x\r\n\r\nhi\r\n"),
+        );
+        m.set_meta("tenant", json!("t"));
+        m.due = Some(Utc::now());
+        m.num_attempts = 3;
+        let bytes = m.spool_meta().to_bytes();
+        let back = Message::from_spool(m.id, SpoolMeta::from_bytes(&bytes).unwrap(), m.data.clone());
+        assert_eq!(back, m);
+        assert_eq!(back.queue_name().unwrap(), "t@example.com");
+    }
+
+    #[test]
+    fn null_meta_reads_as_absent() {
+        let g = MessageIdGenerator::new(&uuid::Uuid::new_v4());
+        let mut m = Message::new(g.generate(), String::new(), vec!["a@b.c".into()], Bytes::new());
+        m.set_meta("k", Value::Null);
+        assert_eq!(m.get_meta("k"), None);
+        assert!(m.meta.contains_key("k"));
+    }
+}

@@ -1,0 +1,13 @@
+//! Pure rules and data types: no actors, no I/O. Everything here is unit-tested in place.
+
+pub mod event_time;
+pub mod headers;
+pub mod id;
+pub mod message;
+pub mod queue_name;
+pub mod record;
+pub mod scheduling;
+
+pub use id::{MessageId, MessageIdGenerator};
+pub use message::{Message, SpoolMeta};
+pub use record::{LogRecord, RecordType, Response};

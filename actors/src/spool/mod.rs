@@ -1,0 +1,168 @@
+//! The spool: one LMDB environment (heed) with databases `meta` (id -> SpoolMeta JSON) and `data`
+//! (id -> raw message bytes). Reads happen anywhere through [`Spool`]; every write goes through the
+//! single [`SpoolWriter`] so commits can be grouped (LMDB allows one writer at a time anyway).
+
+mod writer;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use heed::types::Bytes as Raw;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
+
+use crate::model::{Message, MessageId, SpoolMeta};
+
+pub use writer::{SpoolOp, SpoolStats, SpoolWriter};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SpoolError {
+    #[error("spool {path}: {error}")]
+    Open { path: String, error: String },
+    #[error("spool: {0}")]
+    Lmdb(String),
+    #[error("spool record {id} is corrupt: {error}")]
+    Corrupt { id: String, error: String },
+    #[error("spool writer has stopped (shutting down)")]
+    WriterStopped,
+}
+
+impl From<heed::Error> for SpoolError {
+    fn from(e: heed::Error) -> Self {
+        SpoolError::Lmdb(e.to_string())
+    }
+}
+
+type Db = Database<'static, Raw, Raw>;
+
+/// Read access to the spool. Cheap to copy; shareable across threads.
+#[derive(Clone, Copy)]
+pub struct Spool {
+    env: &'static Env<WithoutTls>,
+    meta: Db,
+    data: Db,
+}
+
+/// What start-up found in the spool.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub messages: u64,
+    pub corrupt: Vec<String>,
+}
+
+impl Spool {
+    /// Open (creating if needed) the spool at `path`. The environment lives for the rest of the
+    /// process: heed ties databases to it, and the engine never reopens it.
+    pub fn open(path: &Path, map_size: u64, fsync: bool) -> Result<Spool, SpoolError> {
+        let open_err = |error: String| SpoolError::Open {
+            path: path.display().to_string(),
+            error,
+        };
+        std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(map_size as usize).max_dbs(4).max_readers(1024);
+        #[allow(unsafe_code)]
+        // SAFETY: the engine opens each spool directory once per process and never changes its flags
+        // afterwards; NO_SYNC is only set when the operator has asked for fsync = false.
+        let env = unsafe {
+            if !fsync {
+                options.flags(EnvFlags::NO_SYNC);
+            }
+            options.open(path)
+        }
+        .map_err(|e| open_err(e.to_string()))?;
+        let env: &'static Env<WithoutTls> = Box::leak(Box::new(env));
+        // A reader left behind by a killed process would pin old pages forever.
+        env.clear_stale_readers().map_err(|e| open_err(e.to_string()))?;
+        let wtxn = env.write_txn().map_err(|e| open_err(e.to_string()))?;
+        let (meta, data) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
+                let meta: Db = opener.create_database(wtxn, Some("meta"))?;
+                let data: Db = opener.create_database(wtxn, Some("data"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((meta, data)))
+            })
+            .map_err(|e| open_err(e.to_string()))?
+            .unwrap_commit();
+        Ok(Spool { env, meta, data })
+    }
+
+    pub(crate) fn env(&self) -> &'static Env<WithoutTls> {
+        self.env
+    }
+
+    pub(crate) fn databases(&self) -> (Db, Db) {
+        (self.meta, self.data)
+    }
+
+    pub fn load_meta(&self, id: &MessageId) -> Result<Option<SpoolMeta>, SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        match self.meta.get(&rtxn, id.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => SpoolMeta::from_bytes(bytes).map(Some).map_err(|e| SpoolError::Corrupt {
+                id: id.to_string(),
+                error: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn load(&self, id: &MessageId) -> Result<Option<Message>, SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        let Some(meta) = self.meta.get(&rtxn, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let meta = SpoolMeta::from_bytes(meta).map_err(|e| SpoolError::Corrupt {
+            id: id.to_string(),
+            error: e.to_string(),
+        })?;
+        let data = self
+            .data
+            .get(&rtxn, id.as_bytes())?
+            .map(Bytes::copy_from_slice)
+            .unwrap_or_default();
+        Ok(Some(Message::from_spool(*id, meta, data)))
+    }
+
+    pub fn count(&self) -> Result<u64, SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.meta.len(&rtxn)?)
+    }
+
+    /// Visit every stored message's meta in key order. `f` returns false to stop early.
+    pub fn for_each_meta(
+        &self,
+        mut f: impl FnMut(MessageId, Result<SpoolMeta, SpoolError>) -> bool,
+    ) -> Result<(), SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        for entry in self.meta.iter(&rtxn)? {
+            let (key, value) = entry?;
+            let Ok(key) = <[u8; 16]>::try_from(key) else {
+                tracing::error!(key = ?key, "spool meta key is not a 16-byte id; skipped");
+                continue;
+            };
+            let id = MessageId::from_bytes(key);
+            let meta = SpoolMeta::from_bytes(value).map_err(|e| SpoolError::Corrupt {
+                id: id.to_string(),
+                error: e.to_string(),
+            });
+            if !f(id, meta) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Count what is stored, noting corrupt records (which stay untouched until the queues decide).
+    pub fn inventory(&self) -> Result<Inventory, SpoolError> {
+        let mut inv = Inventory::default();
+        self.for_each_meta(|id, meta| {
+            match meta {
+                Ok(_) => inv.messages += 1,
+                Err(_) => inv.corrupt.push(id.to_string()),
+            }
+            true
+        })?;
+        Ok(inv)
+    }
+}
+
+#[cfg(test)]
+mod tests;
