@@ -2,4 +2,6 @@
 //! family of them) that owns its state and talks to the rest by message.
 
 pub mod model;
+pub mod policy;
+pub mod smtp_server;
 pub mod spool;

@@ -1,0 +1,18 @@
+//! The operator's Lua policy. [`PolicyPool`] is the LuaPolicy actor: a few OS threads, each owning
+//! its own Lua state loaded from the policy file, taking jobs from one shared mailbox. Lua never
+//! runs on an async arbiter and a slow handler stalls one state, not the engine.
+
+mod convert;
+mod error;
+pub mod kumo;
+pub mod lua_message;
+mod pool;
+mod state;
+pub mod time_delta;
+
+pub use error::PolicyError;
+pub use pool::PolicyPool;
+pub use state::PolicyState;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,6 @@
+//! The ESMTP listener: protocol parsing (pure: `command`, `line`, `data`) kept apart from the
+//! per-connection session and the reception pipeline that acts on complete messages.
+
+pub mod command;
+pub mod data;
+pub mod line;
