@@ -1,6 +1,7 @@
 //! ferry-actors: the engine. Pure rules live in `model`; each other module is one actor (or a small
 //! family of them) that owns its state and talks to the rest by message.
 
+pub mod logging;
 pub mod model;
 pub mod policy;
 pub mod smtp_server;

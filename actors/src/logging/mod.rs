@@ -8,8 +8,10 @@
 //! A segment is *complete* once its write permission bits are cleared; until then readers must
 //! expect a partial zstd frame at the end.
 
+mod logger;
 pub mod segment_reader;
 pub mod segment_writer;
 
 pub use segment_reader::{for_each_line, is_complete, list_segments, read_segment_lines};
+pub use logger::Logger;
 pub use segment_writer::{Compression, LogWriterHandle, SegmentConfig};

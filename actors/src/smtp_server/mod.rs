@@ -4,3 +4,9 @@
 pub mod command;
 pub mod data;
 pub mod line;
+pub mod listener;
+pub mod reception;
+pub mod session;
+
+pub use reception::{Connection, OnSpooled, Reception, Reply};
+pub use session::{Session, SessionSettings};

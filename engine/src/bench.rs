@@ -1,0 +1,131 @@
+//! `ferry bench-smtp`: an SMTP load generator. Each connection sends messages back to back
+//! (MAIL, RCPT and DATA pipelined), and the time from MAIL to the final 250 is the latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// SMTP server to send to, HOST:PORT.
+    #[arg(long)]
+    target: String,
+    /// Total messages to send.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 50)]
+    concurrency: u64,
+    /// Message size in bytes (headers included).
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Recipient domain.
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(args))
+}
+
+fn body(size: usize) -> Vec<u8> {
+    let mut b = b"From: bench@ferry.test\r\nTo: bench@example.com\r\nSubject: ferry bench\r\n\r\n".to_vec();
+    let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    while b.len() + line.len() <= size {
+        b.extend_from_slice(line);
+    }
+    b.resize(size.max(b.len()), b'x');
+    if !b.ends_with(b"\r\n") {
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b".\r\n");
+    b
+}
+
+async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) -> anyhow::Result<u16> {
+    loop {
+        line.clear();
+        if reader.read_line(line).await? == 0 {
+            bail!("server closed the connection");
+        }
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.get(..3).and_then(|c| c.parse().ok()).context("malformed reply");
+        }
+    }
+}
+
+async fn connection(args: Arc<BenchArgs>, next: Arc<AtomicU64>, failed: Arc<AtomicU64>, data: Arc<Vec<u8>>) -> anyhow::Result<Vec<u64>> {
+    let stream = TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
+    stream.set_nodelay(true)?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    reply(&mut r, &mut line).await?;
+    w.write_all(b"EHLO bench.ferry.test\r\n").await?;
+    reply(&mut r, &mut line).await?;
+    let mut latencies = Vec::new();
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= args.messages {
+            break;
+        }
+        let started = Instant::now();
+        let envelope = format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{}>\r\nDATA\r\n", args.domain);
+        w.write_all(envelope.as_bytes()).await?;
+        let codes = [reply(&mut r, &mut line).await?, reply(&mut r, &mut line).await?, reply(&mut r, &mut line).await?];
+        if codes != [250, 250, 354] {
+            failed.fetch_add(1, Ordering::Relaxed);
+            w.write_all(b"RSET\r\n").await?;
+            reply(&mut r, &mut line).await?;
+            continue;
+        }
+        w.write_all(&data).await?;
+        if reply(&mut r, &mut line).await? == 250 {
+            latencies.push(started.elapsed().as_micros() as u64);
+        } else {
+            failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    w.write_all(b"QUIT\r\n").await?;
+    Ok(latencies)
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let args = Arc::new(args);
+    let next = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let data = Arc::new(body(args.size));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..args.concurrency)
+        .map(|_| tokio::spawn(connection(args.clone(), next.clone(), failed.clone(), data.clone())))
+        .collect();
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    for t in tasks {
+        for l in t.await?? {
+            hist.record(l)?;
+        }
+    }
+    let elapsed = started.elapsed();
+    let ok = hist.len();
+    let ms = |q: f64| Duration::from_micros(hist.value_at_quantile(q)).as_secs_f64() * 1000.0;
+    println!(
+        "sent {ok} messages of {} bytes over {} connections in {:.2}s: {:.0} msgs/s; {} failed",
+        args.size,
+        args.concurrency,
+        elapsed.as_secs_f64(),
+        ok as f64 / elapsed.as_secs_f64(),
+        failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "latency MAIL->250: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        hist.max() as f64 / 1000.0
+    );
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! `ferry serve`: open the spool, start the actors, listen, and shut down in order on SIGINT/SIGTERM.
+//!
+//! Shutdown order matters for "loses nothing": stop accepting; let sessions finish what they are
+//! doing (a message mid-commit still gets its 250); stop HTTP; then let the SpoolWriter commit all
+//! it has queued; then close the log segment.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer};
+use anyhow::Context;
+use ferry_actors::logging::{Compression, LogWriterHandle, Logger, SegmentConfig};
+use ferry_actors::model::MessageIdGenerator;
+use ferry_actors::policy::PolicyPool;
+use ferry_actors::smtp_server::{Reception, SessionSettings, listener};
+use ferry_actors::spool::{Spool, SpoolWriter};
+use ferry_config::{Config, LogCompression};
+use tokio::sync::{mpsc, watch};
+
+use crate::node;
+
+/// How long sessions get to finish after the listener stops.
+const SESSION_DRAIN: Duration = Duration::from_secs(30);
+
+enum Failure {
+    /// Bad configuration or policy: exit 2.
+    Config(String),
+    Runtime(anyhow::Error),
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+pub fn run(config: Config) -> ExitCode {
+    init_tracing();
+    match actix_rt::System::new().block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Config(msg)) => {
+            eprintln!("ferry: {msg}");
+            ExitCode::from(crate::EXIT_CONFIG)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("ferry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    let data_dir = config.node.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    let listeners_file = data_dir.join("listeners.json");
+    let _ = std::fs::remove_file(&listeners_file);
+    let node = node::node_id(&data_dir, config.node.id.as_ref().map(|n| n.0.as_str()))?;
+
+    let spool = Spool::open(&config.spool_path(), config.spool.map_size.0, config.spool.fsync).map_err(anyhow::Error::from)?;
+    let inventory = spool.inventory().map_err(anyhow::Error::from)?;
+    tracing::info!(
+        messages = inventory.messages,
+        corrupt = inventory.corrupt.len(),
+        path = %config.spool_path().display(),
+        "spool opened; spooled messages are kept for the scheduled queues"
+    );
+    for id in &inventory.corrupt {
+        tracing::warn!(%id, "corrupt spool record left in place for inspection");
+    }
+    let policy = PolicyPool::start(config.policy_source(), config.policy.pool_size)
+        .map_err(|e| Failure::Config(e.to_string()))?;
+    let spool_writer = SpoolWriter::start(spool);
+    let log_writer = LogWriterHandle::start(SegmentConfig {
+        dir: config.logs_dir(),
+        max_segment_duration: config.logs.max_segment_duration.0,
+        max_file_size: config.logs.max_file_size.0,
+        compression: match config.logs.compression {
+            LogCompression::Zstd => Compression::Zstd { level: config.logs.compression_level },
+            LogCompression::None => Compression::None,
+        },
+    })
+    .with_context(|| format!("cannot open log directory {}", config.logs_dir().display()))?;
+    let logger = Logger::new(log_writer.clone(), node.hyphenated().to_string(), &config.logs.meta, &config.logs.headers);
+
+    let hostname = config.smtp.hostname.clone().unwrap_or_else(system_hostname);
+    let reception = Arc::new(Reception {
+        hostname: hostname.clone(),
+        ids: MessageIdGenerator::new(&node),
+        spool: spool_writer.clone(),
+        policy,
+        logger,
+        // Scheduled queues take over from here once they exist; until then mail stays spooled.
+        on_spooled: Arc::new(|_| {}),
+    });
+    let settings = Arc::new(SessionSettings {
+        hostname,
+        max_message_size: config.smtp.max_message_size.0 as usize,
+        max_recipients: config.smtp.max_recipients,
+        idle_timeout: config.smtp.idle_timeout.0,
+        relay_hosts: config.smtp.relay_hosts.clone(),
+    });
+
+    let smtp = tokio::net::TcpListener::bind(config.smtp.listen)
+        .await
+        .with_context(|| format!("cannot listen for SMTP on {} (smtp.listen)", config.smtp.listen))?;
+    let smtp_addr = smtp.local_addr().context("smtp listener address")?;
+    let http = HttpServer::new(|| App::new().configure(ferry_web::routes))
+        .workers(2)
+        .disable_signals()
+        .bind(config.http.listen)
+        .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
+    let http_addr = http.addrs().first().copied().context("http listener address")?;
+    let http = http.run();
+    let http_handle = http.handle();
+    actix_rt::spawn(http);
+
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let accept = actix_rt::spawn(listener::serve(
+        smtp,
+        settings,
+        reception.clone(),
+        workers.iter().map(|a| a.handle()).collect(),
+        shutdown_rx,
+        done_tx,
+    ));
+
+    write_listeners(&listeners_file, smtp_addr, http_addr, &node)?;
+    tracing::info!(smtp = %smtp_addr, http = %http_addr, nodeid = %node, "ferry ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: no new connections; finishing sessions");
+    let _ = shutdown_tx.send(true);
+    let _ = accept.await;
+    if tokio::time::timeout(SESSION_DRAIN, done_rx.recv()).await.is_err() {
+        tracing::warn!("sessions still open after {SESSION_DRAIN:?}; closing anyway");
+    }
+    http_handle.stop(true).await;
+    for worker in &workers {
+        worker.stop();
+    }
+    drop(reception);
+    let (sw, lw) = (spool_writer.clone(), log_writer.clone());
+    // Both joins block on their threads; keep them off the async runtime.
+    let _ = actix_rt::task::spawn_blocking(move || {
+        sw.shutdown();
+        lw.shutdown();
+    })
+    .await;
+    let _ = std::fs::remove_file(&listeners_file);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `data_dir/listeners.json`: the bound addresses (ports may be ephemeral), written once ready.
+fn write_listeners(path: &std::path::Path, smtp: SocketAddr, http: SocketAddr, node: &uuid::Uuid) -> anyhow::Result<()> {
+    let body = serde_json::json!({"smtp": smtp.to_string(), "http": http.to_string(), "nodeid": node.hyphenated().to_string()});
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, body.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
