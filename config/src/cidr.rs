@@ -27,9 +27,9 @@ impl std::str::FromStr for Cidr {
         if let Ok(net) = s.parse::<IpNet>() {
             return Ok(Cidr(net));
         }
-        s.parse::<IpAddr>()
-            .map(|ip| Cidr(IpNet::from(ip)))
-            .map_err(|_| format!("invalid CIDR {s:?}: expected an address or address/prefix such as 10.0.0.0/8"))
+        s.parse::<IpAddr>().map(|ip| Cidr(IpNet::from(ip))).map_err(|_| {
+            format!("invalid CIDR {s:?}: expected an address or address/prefix such as 10.0.0.0/8")
+        })
     }
 }
 

@@ -36,10 +36,7 @@ fn unit_nanos(unit: &str) -> Option<u128> {
 
 /// Parse a human duration string. A bare number is seconds.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = |reason: &str| DurationError {
-        input: input.to_string(),
-        reason: reason.to_string(),
-    };
+    let err = |reason: &str| DurationError { input: input.to_string(), reason: reason.to_string() };
     let s = input.trim();
     if s.is_empty() {
         return Err(err("empty"));
@@ -47,23 +44,16 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let mut total: u128 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(err("expected a number"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| err("bad number"))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| err("bad number"))?;
         rest = rest[num_len..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let unit = rest[..unit_len].to_ascii_lowercase();
-        let nanos = unit_nanos(&unit).ok_or_else(|| {
-            err("unknown unit (use ns, us, ms, s, m, h, d or w, or their long names)")
-        })?;
+        let nanos = unit_nanos(&unit)
+            .ok_or_else(|| err("unknown unit (use ns, us, ms, s, m, h, d or w, or their long names)"))?;
         total += (number * nanos as f64).round() as u128;
         rest = rest[unit_len..].trim_start_matches([' ', ',']);
     }
@@ -89,11 +79,7 @@ pub fn format_duration(d: Duration) -> String {
             parts.push(format!("{value}{unit}"));
         }
     }
-    for (value, unit) in [
-        (nanos / 1_000_000, "ms"),
-        (nanos / 1_000 % 1_000, "us"),
-        (nanos % 1_000, "ns"),
-    ] {
+    for (value, unit) in [(nanos / 1_000_000, "ms"), (nanos / 1_000 % 1_000, "us"), (nanos % 1_000, "ns")] {
         if value > 0 {
             parts.push(format!("{value}{unit}"));
         }

@@ -46,10 +46,7 @@ impl ConfigError {
                 key = format!("{key}.{field}");
             }
         }
-        let line = e
-            .span()
-            .map(|span| line_of(text, span.start))
-            .or_else(|| find_key_line(text, &key));
+        let line = e.span().map(|span| line_of(text, span.start)).or_else(|| find_key_line(text, &key));
         ConfigError::Invalid(Located {
             file: file.to_string(),
             line,

@@ -53,10 +53,7 @@ pub struct NodeConfig {
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("./ferry-data"),
-            id: None,
-        }
+        Self { data_dir: PathBuf::from("./ferry-data"), id: None }
     }
 }
 
@@ -112,10 +109,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
-            trusted_hosts: loopback(),
-        }
+        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8000)), trusted_hosts: loopback() }
     }
 }
 
@@ -131,11 +125,7 @@ pub struct SpoolConfig {
 
 impl Default for SpoolConfig {
     fn default() -> Self {
-        Self {
-            path: None,
-            map_size: ByteSize(64 << 30),
-            fsync: true,
-        }
+        Self { path: None, map_size: ByteSize(64 << 30), fsync: true }
     }
 }
 
@@ -189,19 +179,12 @@ pub struct PolicyConfig {
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self {
-            script: None,
-            pool_size: 0,
-            handler_timeout: HumanDuration::from_secs(5),
-        }
+        Self { script: None, pool_size: 0, handler_timeout: HumanDuration::from_secs(5) }
     }
 }
 
 fn loopback() -> Vec<Cidr> {
-    vec![
-        "127.0.0.0/8".parse().expect("literal CIDR"),
-        "::1".parse().expect("literal CIDR"),
-    ]
+    vec!["127.0.0.0/8".parse().expect("literal CIDR"), "::1".parse().expect("literal CIDR")]
 }
 
 /// The policy source to run: a file on disk, or the embedded example.
@@ -217,10 +200,8 @@ impl Config {
         match path {
             None => Self::parse(EXAMPLE_CONFIG, ConfigSource::Embedded),
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Io {
-                    file: p.display().to_string(),
-                    error: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| ConfigError::Io { file: p.display().to_string(), error: e.to_string() })?;
                 Self::parse(&text, ConfigSource::File(p.to_path_buf()))
             }
         }
@@ -284,10 +265,9 @@ impl Config {
     pub fn policy_source(&self) -> Option<PolicySource> {
         let script = self.policy.script.as_ref()?;
         Some(match &self.source {
-            ConfigSource::Embedded => PolicySource::Embedded {
-                name: "examples/policy.lua",
-                text: EXAMPLE_POLICY,
-            },
+            ConfigSource::Embedded => {
+                PolicySource::Embedded { name: "examples/policy.lua", text: EXAMPLE_POLICY }
+            }
             ConfigSource::File(cfg) => {
                 let base = cfg.parent().unwrap_or(Path::new("."));
                 PolicySource::File(base.join(script))

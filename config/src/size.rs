@@ -11,12 +11,9 @@ pub struct ByteSize(pub u64);
 
 pub fn parse_size(input: &str) -> Result<u64, String> {
     let s = input.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let number: f64 = s[..split]
-        .parse()
-        .map_err(|_| format!("invalid size {input:?}: expected a number of bytes"))?;
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let number: f64 =
+        s[..split].parse().map_err(|_| format!("invalid size {input:?}: expected a number of bytes"))?;
     let unit = s[split..].trim().to_ascii_lowercase();
     let mult: u64 = match unit.as_str() {
         "" | "b" => 1,
@@ -57,9 +54,7 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v)
-                    .map(ByteSize)
-                    .map_err(|_| E::custom(format!("invalid size {v}: negative")))
+                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("invalid size {v}: negative")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
                 parse_size(v).map(ByteSize).map_err(E::custom)

@@ -54,10 +54,7 @@ fn empty_file_gets_defaults_and_derived_paths() {
 #[test]
 fn policy_path_is_relative_to_the_config_file() {
     let c = parse("[policy]\nscript = \"policy.lua\"\n").unwrap();
-    assert_eq!(
-        c.policy_source(),
-        Some(PolicySource::File(PathBuf::from("/etc/ferry/policy.lua")))
-    );
+    assert_eq!(c.policy_source(), Some(PolicySource::File(PathBuf::from("/etc/ferry/policy.lua"))));
 }
 
 #[test]

@@ -46,7 +46,10 @@ fn body(size: usize) -> Vec<u8> {
     b
 }
 
-async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) -> anyhow::Result<u16> {
+async fn reply(
+    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut String,
+) -> anyhow::Result<u16> {
     loop {
         line.clear();
         if reader.read_line(line).await? == 0 {
@@ -58,8 +61,14 @@ async fn reply(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &mu
     }
 }
 
-async fn connection(args: Arc<BenchArgs>, next: Arc<AtomicU64>, failed: Arc<AtomicU64>, data: Arc<Vec<u8>>) -> anyhow::Result<Vec<u64>> {
-    let stream = TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
+async fn connection(
+    args: Arc<BenchArgs>,
+    next: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    data: Arc<Vec<u8>>,
+) -> anyhow::Result<Vec<u64>> {
+    let stream =
+        TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
     stream.set_nodelay(true)?;
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
@@ -74,9 +83,14 @@ async fn connection(args: Arc<BenchArgs>, next: Arc<AtomicU64>, failed: Arc<Atom
             break;
         }
         let started = Instant::now();
-        let envelope = format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{}>\r\nDATA\r\n", args.domain);
+        let envelope =
+            format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{}>\r\nDATA\r\n", args.domain);
         w.write_all(envelope.as_bytes()).await?;
-        let codes = [reply(&mut r, &mut line).await?, reply(&mut r, &mut line).await?, reply(&mut r, &mut line).await?];
+        let codes = [
+            reply(&mut r, &mut line).await?,
+            reply(&mut r, &mut line).await?,
+            reply(&mut r, &mut line).await?,
+        ];
         if codes != [250, 250, 354] {
             failed.fetch_add(1, Ordering::Relaxed);
             w.write_all(b"RSET\r\n").await?;

@@ -12,7 +12,9 @@ pub fn node_id(data_dir: &Path, configured: Option<&str>) -> anyhow::Result<Uuid
     }
     let file = data_dir.join("node_id");
     match std::fs::read_to_string(&file) {
-        Ok(text) => Uuid::parse_str(text.trim()).with_context(|| format!("{} does not hold a UUID", file.display())),
+        Ok(text) => {
+            Uuid::parse_str(text.trim()).with_context(|| format!("{} does not hold a UUID", file.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = Uuid::new_v4();
             // Write-then-rename so a crash never leaves a half-written id behind.

@@ -54,7 +54,12 @@ pub fn run(config: Config) -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn system_hostname() -> String {
@@ -67,12 +72,14 @@ fn system_hostname() -> String {
 
 async fn serve(config: Config) -> Result<(), Failure> {
     let data_dir = config.node.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
     let listeners_file = data_dir.join("listeners.json");
     let _ = std::fs::remove_file(&listeners_file);
     let node = node::node_id(&data_dir, config.node.id.as_ref().map(|n| n.0.as_str()))?;
 
-    let spool = Spool::open(&config.spool_path(), config.spool.map_size.0, config.spool.fsync).map_err(anyhow::Error::from)?;
+    let spool = Spool::open(&config.spool_path(), config.spool.map_size.0, config.spool.fsync)
+        .map_err(anyhow::Error::from)?;
     let inventory = spool.inventory().map_err(anyhow::Error::from)?;
     tracing::info!(
         messages = inventory.messages,
@@ -96,7 +103,12 @@ async fn serve(config: Config) -> Result<(), Failure> {
         },
     })
     .with_context(|| format!("cannot open log directory {}", config.logs_dir().display()))?;
-    let logger = Logger::new(log_writer.clone(), node.hyphenated().to_string(), &config.logs.meta, &config.logs.headers);
+    let logger = Logger::new(
+        log_writer.clone(),
+        node.hyphenated().to_string(),
+        &config.logs.meta,
+        &config.logs.headers,
+    );
 
     let hostname = config.smtp.hostname.clone().unwrap_or_else(system_hostname);
     let reception = Arc::new(Reception {
@@ -171,7 +183,12 @@ async fn serve(config: Config) -> Result<(), Failure> {
 }
 
 /// `data_dir/listeners.json`: the bound addresses (ports may be ephemeral), written once ready.
-fn write_listeners(path: &std::path::Path, smtp: SocketAddr, http: SocketAddr, node: &uuid::Uuid) -> anyhow::Result<()> {
+fn write_listeners(
+    path: &std::path::Path,
+    smtp: SocketAddr,
+    http: SocketAddr,
+    node: &uuid::Uuid,
+) -> anyhow::Result<()> {
     let body = serde_json::json!({"smtp": smtp.to_string(), "http": http.to_string(), "nodeid": node.hyphenated().to_string()});
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, body.to_string())
@@ -181,7 +198,8 @@ fn write_listeners(path: &std::path::Path, smtp: SocketAddr, http: SocketAddr, n
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

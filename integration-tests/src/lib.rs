@@ -1,1 +1,10 @@
+//! Test harness: real `ferry` processes on 127.0.0.1 with ephemeral ports, talked to over real SMTP
+//! and HTTP, observed through their log records (`ferry logs`) and spool (`ferry spool list`).
 
+pub mod node;
+pub mod smtp;
+pub mod wait;
+
+pub use node::FerryNode;
+pub use smtp::RawSmtp;
+pub use wait::wait_until;

@@ -20,7 +20,9 @@ mod tests {
     #[actix_web::test]
     async fn liveness_answers_ok() {
         let app = test::init_service(App::new().configure(super::routes)).await;
-        let resp = test::call_service(&app, test::TestRequest::get().uri("/api/check-liveness/v1").to_request()).await;
+        let resp =
+            test::call_service(&app, test::TestRequest::get().uri("/api/check-liveness/v1").to_request())
+                .await;
         assert!(resp.status().is_success());
         assert_eq!(test::read_body(resp).await, "OK");
     }

@@ -27,7 +27,9 @@ impl NamePattern {
     fn matches(&self, name: &str, case_insensitive: bool) -> bool {
         let eq = |a: &str, b: &str| if case_insensitive { a.eq_ignore_ascii_case(b) } else { a == b };
         if self.prefix {
-            name.len() >= self.text.len() && name.is_char_boundary(self.text.len()) && eq(&name[..self.text.len()], &self.text)
+            name.len() >= self.text.len()
+                && name.is_char_boundary(self.text.len())
+                && eq(&name[..self.text.len()], &self.text)
         } else {
             eq(name, &self.text)
         }
@@ -65,7 +67,8 @@ impl Logger {
 
     /// A record about `msg` with every field at its usual value; callers adjust what differs.
     pub fn record(&self, kind: RecordType, msg: &Message, queue: &str) -> LogRecord {
-        let mut r = self.blank(kind, msg.id.to_string(), &msg.sender, Recipients::from(msg.recipients.as_slice()));
+        let mut r =
+            self.blank(kind, msg.id.to_string(), &msg.sender, Recipients::from(msg.recipients.as_slice()));
         let created = msg.created();
         r.queue = queue.to_string();
         r.size = msg.data.len() as u64;
@@ -79,8 +82,15 @@ impl Logger {
     }
 
     /// A `Rejection` record: the SMTP listener refused something before a message existed.
-    pub fn rejection(&self, sender: &str, recipient: &str, response: Response, peer: PeerAddress) -> LogRecord {
-        let mut r = self.blank(RecordType::Rejection, String::new(), sender, Recipients::One(recipient.to_string()));
+    pub fn rejection(
+        &self,
+        sender: &str,
+        recipient: &str,
+        response: Response,
+        peer: PeerAddress,
+    ) -> LogRecord {
+        let mut r =
+            self.blank(RecordType::Rejection, String::new(), sender, Recipients::One(recipient.to_string()));
         r.response = response;
         r.peer_address = Some(peer);
         r.reception_protocol = Some("ESMTP".into());
@@ -172,7 +182,7 @@ impl Logger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logging::{Compression, SegmentConfig, read_segment_lines, list_segments};
+    use crate::logging::{Compression, SegmentConfig, list_segments, read_segment_lines};
     use crate::model::MessageIdGenerator;
     use bytes::Bytes;
     use serde_json::json;

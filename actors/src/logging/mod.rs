@@ -12,6 +12,6 @@ mod logger;
 pub mod segment_reader;
 pub mod segment_writer;
 
-pub use segment_reader::{for_each_line, is_complete, list_segments, read_segment_lines};
 pub use logger::Logger;
+pub use segment_reader::{for_each_line, is_complete, list_segments, read_segment_lines};
 pub use segment_writer::{Compression, LogWriterHandle, SegmentConfig};

@@ -40,10 +40,7 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let is_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(is_segment_name);
+        let is_name = path.file_name().and_then(|n| n.to_str()).is_some_and(is_segment_name);
         if is_name && path.is_file() {
             segments.push(path);
         }
@@ -120,11 +117,7 @@ struct Progress {
 /// skipped, so no line is emitted twice. When following, a missing directory counts as empty
 /// (the server may not have created it yet) and segments that vanish between listing and
 /// reading (retention cleanup) are skipped.
-pub fn for_each_line(
-    dir: &Path,
-    follow: bool,
-    mut out: impl FnMut(&str) -> bool,
-) -> io::Result<()> {
+pub fn for_each_line(dir: &Path, follow: bool, mut out: impl FnMut(&str) -> bool) -> io::Result<()> {
     let mut progress: HashMap<PathBuf, Progress> = HashMap::new();
     loop {
         let segments = match list_segments(dir) {
@@ -139,8 +132,7 @@ pub fn for_each_line(
                 continue;
             }
             // Check completeness *before* reading: if it was complete then, what we read is final.
-            let read =
-                is_complete(path).and_then(|complete| Ok((complete, read_segment_lines(path)?)));
+            let read = is_complete(path).and_then(|complete| Ok((complete, read_segment_lines(path)?)));
             let (complete, lines) = match read {
                 Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -208,11 +200,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [
-                "20251231-235959.999999999.json",
-                "20260102-030405.000000001",
-                "20260102-030405.000000002"
-            ]
+            ["20251231-235959.999999999.json", "20260102-030405.000000001", "20260102-030405.000000002"]
         );
     }
 
@@ -221,10 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("20260102-030405.000000000");
         fs::write(&path, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
-        assert_eq!(
-            read_segment_lines(&path).unwrap(),
-            ["{\"a\":1}", "{\"b\":2}"]
-        );
+        assert_eq!(read_segment_lines(&path).unwrap(), ["{\"a\":1}", "{\"b\":2}"]);
         fs::write(&path, b"").unwrap();
         assert!(read_segment_lines(&path).unwrap().is_empty());
         // Writer caught between the first bytes of the magic number and the rest.
@@ -243,11 +228,7 @@ mod tests {
 
         fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let got = read_segment_lines(&path).unwrap();
-        assert!(
-            !got.is_empty() && got.len() < input.len(),
-            "{} lines",
-            got.len()
-        );
+        assert!(!got.is_empty() && got.len() < input.len(), "{} lines", got.len());
         assert_eq!(got, input[..got.len()]);
     }
 
@@ -260,10 +241,7 @@ mod tests {
         fs::write(&path, &bytes).unwrap();
         let err = read_segment_lines(&path).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
-        assert!(
-            err.to_string().contains("20260102-030405.000000000"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("20260102-030405.000000000"), "{err}");
     }
 
     #[test]
@@ -274,20 +252,10 @@ mod tests {
         let c = dir.path().join("20260102-030405.000000003");
         fs::write(&a, zstd_bytes(&lines(0..10), 3)).unwrap();
         set_complete(&a);
-        fs::write(
-            &b,
-            lines(10..20)
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>(),
-        )
-        .unwrap();
+        fs::write(&b, lines(10..20).iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
         set_complete(&b);
         // Still open: unfinished frame plus a partial line that must not be emitted.
-        let mut partial = lines(20..30)
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect::<String>();
+        let mut partial = lines(20..30).iter().map(|l| format!("{l}\n")).collect::<String>();
         partial.push_str("{\"n\":");
         let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 0).unwrap();
         enc.write_all(partial.as_bytes()).unwrap();
@@ -331,14 +299,10 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let follow_dir = dir.path().to_path_buf();
         let reader = std::thread::spawn(move || {
-            for_each_line(&follow_dir, true, |l| {
-                l != "stop" && tx.send(l.to_string()).is_ok()
-            })
+            for_each_line(&follow_dir, true, |l| l != "stop" && tx.send(l.to_string()).is_ok())
         });
         let recv = |n: usize| -> Vec<String> {
-            (0..n)
-                .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
-                .collect()
+            (0..n).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect()
         };
         assert_eq!(recv(first.len()), first);
         for line in &second {
@@ -347,10 +311,7 @@ mod tests {
         assert_eq!(recv(second.len()), second);
 
         // Give the follower two more polls of the open segment: nothing may be repeated.
-        assert!(
-            rx.recv_timeout(FOLLOW_POLL * 2 + Duration::from_millis(50))
-                .is_err()
-        );
+        assert!(rx.recv_timeout(FOLLOW_POLL * 2 + Duration::from_millis(50)).is_err());
 
         writer.write_line("stop".into());
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -110,20 +110,14 @@ impl LogWriterHandle {
             .name("ferry-log-writer".into())
             .spawn(move || SegmentWriter::new(cfg).run(&rx))?;
         Ok(LogWriterHandle {
-            inner: Arc::new(Inner {
-                tx,
-                stopped: AtomicBool::new(false),
-                thread: Mutex::new(Some(thread)),
-            }),
+            inner: Arc::new(Inner { tx, stopped: AtomicBool::new(false), thread: Mutex::new(Some(thread)) }),
         })
     }
 
     /// Queue one already-serialised JSON record (no trailing newline; the writer adds '\n').
     /// Never blocks on disk I/O (the queue is unbounded).
     pub fn write_line(&self, line: String) {
-        if self.inner.stopped.load(Ordering::Acquire)
-            || self.inner.tx.send(Msg::Line(line)).is_err()
-        {
+        if self.inner.stopped.load(Ordering::Acquire) || self.inner.tx.send(Msg::Line(line)).is_err() {
             tracing::warn!("log writer is shut down; dropping log record");
         }
     }
@@ -131,11 +125,7 @@ impl LogWriterHandle {
     /// Flush everything queued, close the current segment (finish frame, clear write bits) and
     /// stop the thread. Blocks until done. Safe to call more than once and from any clone.
     pub fn shutdown(&self) {
-        let mut thread = self
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut thread = self.inner.thread.lock().unwrap_or_else(PoisonError::into_inner);
         self.inner.stopped.store(true, Ordering::Release);
         let Some(thread) = thread.take() else {
             return;
@@ -249,11 +239,7 @@ struct SegmentWriter {
 
 impl SegmentWriter {
     fn new(cfg: SegmentConfig) -> Self {
-        SegmentWriter {
-            cfg,
-            current: None,
-            last_opened: None,
-        }
+        SegmentWriter { cfg, current: None, last_opened: None }
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
@@ -283,10 +269,7 @@ impl SegmentWriter {
                         self.close_current();
                         let dropped = rx.try_iter().filter(|m| matches!(m, Msg::Line(_))).count();
                         if dropped > 0 {
-                            tracing::warn!(
-                                dropped,
-                                "log records queued after shutdown were dropped"
-                            );
+                            tracing::warn!(dropped, "log records queued after shutdown were dropped");
                         }
                         let _ = ack.send(());
                         return;
@@ -302,11 +285,7 @@ impl SegmentWriter {
 
     fn write_record(&mut self, line: &str) {
         // A busy writer may never time out in recv, so also check the age here.
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|s| s.deadline.is_some_and(|d| Instant::now() >= d))
-        {
+        if self.current.as_ref().is_some_and(|s| s.deadline.is_some_and(|d| Instant::now() >= d)) {
             self.close_current();
         }
         if self.current.is_none() {
@@ -469,10 +448,7 @@ mod tests {
 
     fn records(n: usize) -> Vec<String> {
         (0..n)
-            .map(|i| {
-                serde_json::json!({"type": "Delivery", "id": i, "pad": "x".repeat(i % 50)})
-                    .to_string()
-            })
+            .map(|i| serde_json::json!({"type": "Delivery", "id": i, "pad": "x".repeat(i % 50)}).to_string())
             .collect()
     }
 
@@ -528,9 +504,7 @@ mod tests {
 
     #[test]
     fn segment_names_use_utc_nanosecond_timestamps() {
-        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.000000789Z")
-            .unwrap()
-            .to_utc();
+        let t = DateTime::parse_from_rfc3339("2026-01-02T03:04:05.000000789Z").unwrap().to_utc();
         assert_eq!(segment_name(t), "20260102-030405.000000789");
     }
 
@@ -542,11 +516,8 @@ mod tests {
         let mut w = SegmentWriter::new(cfg);
         // Pretend the previous segment was opened "later" than now, and that the next
         // nanosecond's name is already taken by someone else.
-        w.last_opened = Some(
-            DateTime::parse_from_rfc3339("2100-01-01T00:00:00.999999999Z")
-                .unwrap()
-                .to_utc(),
-        );
+        w.last_opened =
+            Some(DateTime::parse_from_rfc3339("2100-01-01T00:00:00.999999999Z").unwrap().to_utc());
         fs::write(dir.path().join("21000101-000001.000000000"), "").unwrap();
         w.write_record("a");
         w.write_record("b");
@@ -557,11 +528,7 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            [
-                "21000101-000001.000000000",
-                "21000101-000001.000000001",
-                "21000101-000001.000000002"
-            ]
+            ["21000101-000001.000000000", "21000101-000001.000000001", "21000101-000001.000000002"]
         );
         assert_eq!(all_lines(dir.path()), ["a", "b"]);
     }
@@ -581,11 +548,7 @@ mod tests {
         assert!(segs.len() > 3, "only {} segments", segs.len());
         for seg in &segs {
             assert!(is_complete(seg).unwrap());
-            let size: usize = read_segment_lines(seg)
-                .unwrap()
-                .iter()
-                .map(|l| l.len() + 1)
-                .sum();
+            let size: usize = read_segment_lines(seg).unwrap().iter().map(|l| l.len() + 1).sum();
             // Every segment but the last closed on the record that reached the limit.
             if seg != segs.last().unwrap() {
                 assert!((2000..2000 + 100).contains(&size), "{size}");
@@ -625,12 +588,7 @@ mod tests {
 
         // The next record opens a fresh segment.
         writer.write_line("second".into());
-        assert!(wait_for(Duration::from_secs(5), || list_segments(
-            dir.path()
-        )
-        .unwrap()
-        .len()
-            == 2));
+        assert!(wait_for(Duration::from_secs(5), || list_segments(dir.path()).unwrap().len() == 2));
         writer.shutdown();
         let segs = list_segments(dir.path()).unwrap();
         assert_eq!(read_segment_lines(&segs[1]).unwrap(), ["second"]);
@@ -668,8 +626,7 @@ mod tests {
     #[test]
     fn open_segment_is_readable_before_close() {
         let dir = tempfile::tempdir().unwrap();
-        let writer =
-            LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 0 })).unwrap();
+        let writer = LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 0 })).unwrap();
         let input = records(100);
         for line in &input {
             writer.write_line(line.clone());
@@ -692,21 +649,16 @@ mod tests {
     fn leftover_writable_file_is_marked_complete_at_start() {
         let dir = tempfile::tempdir().unwrap();
         let leftover = dir.path().join("20200101-000000.000000000");
-        let mut enc =
-            zstd::stream::write::Encoder::new(fs::File::create(&leftover).unwrap(), 0).unwrap();
+        let mut enc = zstd::stream::write::Encoder::new(fs::File::create(&leftover).unwrap(), 0).unwrap();
         enc.write_all(b"{\"old\":1}\n").unwrap();
         enc.flush().unwrap(); // never finished: as if the process crashed
         drop(enc);
         fs::set_permissions(&leftover, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(!is_complete(&leftover).unwrap());
 
-        let writer =
-            LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 0 })).unwrap();
+        let writer = LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 0 })).unwrap();
         assert!(is_complete(&leftover).unwrap());
-        assert_eq!(
-            fs::metadata(&leftover).unwrap().permissions().mode() & 0o777,
-            0o444
-        );
+        assert_eq!(fs::metadata(&leftover).unwrap().permissions().mode() & 0o777, 0o444);
         writer.write_line("{\"new\":1}".into());
         writer.shutdown();
         assert_eq!(all_lines(dir.path()), ["{\"old\":1}", "{\"new\":1}"]);
@@ -739,8 +691,7 @@ mod tests {
     #[test]
     fn rejects_bad_zstd_level() {
         let dir = tempfile::tempdir().unwrap();
-        let err = LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 1000 }))
-            .unwrap_err();
+        let err = LogWriterHandle::start(config(dir.path(), Compression::Zstd { level: 1000 })).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -50,11 +50,7 @@ pub fn headers(data: &[u8]) -> Vec<Header> {
                 h.range.end = end;
             }
         } else if let Some((name, value)) = trimmed.split_once(':') {
-            out.push(Header {
-                name: name.trim().to_string(),
-                value: value.to_string(),
-                range: pos..end,
-            });
+            out.push(Header { name: name.trim().to_string(), value: value.to_string(), range: pos..end });
         }
         pos = end;
     }
@@ -66,10 +62,7 @@ pub fn headers(data: &[u8]) -> Vec<Header> {
 
 /// The value of the first header named `name` (case-insensitive).
 pub fn first_named(data: &[u8], name: &str) -> Option<String> {
-    headers(data)
-        .into_iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value)
+    headers(data).into_iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
 /// Remove every header named `name`.
@@ -96,11 +89,8 @@ pub fn prepend(data: &[u8], name: &str, value: &str) -> Vec<u8> {
 pub fn append(data: &[u8], name: &str, value: &str) -> Vec<u8> {
     let block = header_block_len(data);
     let body_sep = data[..block].ends_with(b"\r\n\r\n") || data[..block].ends_with(b"\n\n") || block == 2;
-    let insert_at = if body_sep {
-        block - if data[..block].ends_with(b"\r\n") { 2 } else { 1 }
-    } else {
-        block
-    };
+    let insert_at =
+        if body_sep { block - if data[..block].ends_with(b"\r\n") { 2 } else { 1 } } else { block };
     let mut out = Vec::with_capacity(data.len() + name.len() + value.len() + 4);
     out.extend_from_slice(&data[..insert_at]);
     if insert_at > 0 && !out.ends_with(b"\n") {
@@ -115,7 +105,8 @@ pub fn append(data: &[u8], name: &str, value: &str) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    const MSG: &[u8] = b"Subject: Hello\r\nX-Tenant: a\r\n\tb\r\nx-tenant: second\r\n\r\nbody: not a header\r\n";
+    const MSG: &[u8] =
+        b"Subject: Hello\r\nX-Tenant: a\r\n\tb\r\nx-tenant: second\r\n\r\nbody: not a header\r\n";
 
     #[test]
     fn iterates_and_unfolds() {

@@ -27,11 +27,7 @@ impl MessageId {
     }
     /// Creation time, from the v1 timestamp (SPEC §1.1 `created`).
     pub fn created(&self) -> DateTime<Utc> {
-        let (secs, nanos) = self
-            .0
-            .get_timestamp()
-            .map(|t| t.to_unix())
-            .unwrap_or((0, 0));
+        let (secs, nanos) = self.0.get_timestamp().map(|t| t.to_unix()).unwrap_or((0, 0));
         Utc.timestamp_opt(secs as i64, nanos).single().unwrap_or_default()
     }
 }
@@ -89,10 +85,7 @@ impl MessageIdGenerator {
         let b = node_uuid.as_bytes();
         let mut node = [b[10], b[11], b[12], b[13], b[14], b[15]];
         node[0] |= 0x01;
-        Self {
-            node,
-            context: ContextV1::new(rand::random::<u16>()),
-        }
+        Self { node, context: ContextV1::new(rand::random::<u16>()) }
     }
 
     pub fn node_field(&self) -> [u8; 6] {

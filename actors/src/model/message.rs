@@ -29,16 +29,7 @@ pub struct Message {
 
 impl Message {
     pub fn new(id: MessageId, sender: String, recipients: Vec<String>, data: Bytes) -> Self {
-        Self {
-            id,
-            sender,
-            recipients,
-            meta: Map::new(),
-            data,
-            schedule: None,
-            due: None,
-            num_attempts: 0,
-        }
+        Self { id, sender, recipients, meta: Map::new(), data, schedule: None, due: None, num_attempts: 0 }
     }
 
     pub fn created(&self) -> DateTime<Utc> {

@@ -75,12 +75,7 @@ pub fn parse(name: &str) -> QueueNameParts {
         Some((d, rd)) => (d, some(rd)),
         None => (rest, None),
     };
-    QueueNameParts {
-        campaign,
-        tenant,
-        domain: domain.to_string(),
-        routing_domain,
-    }
+    QueueNameParts { campaign, tenant, domain: domain.to_string(), routing_domain }
 }
 
 fn meta_str<'a>(meta: &'a Map<String, Value>, key: &'static str) -> Result<Option<&'a str>, QueueNameError> {
@@ -88,10 +83,7 @@ fn meta_str<'a>(meta: &'a Map<String, Value>, key: &'static str) -> Result<Optio
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None), // D12
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(QueueNameError::NotAString {
-            key,
-            found: other.to_string(),
-        }),
+        Some(other) => Err(QueueNameError::NotAString { key, found: other.to_string() }),
     }
 }
 
@@ -126,7 +118,8 @@ mod tests {
     /// Every row of the table in SPEC §1.4, formatted and parsed back.
     #[test]
     fn table_rows_round_trip() {
-        let rows: [(Option<&str>, Option<&str>, Option<&str>, &str); 8] = [
+        type Row<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, &'a str);
+        let rows: [Row; 8] = [
             (Some("t"), Some("c"), None, "c:t@d.com"),
             (Some("t"), Some("c"), Some("rd"), "c:t@d.com!rd"),
             (Some("t"), None, None, "t@d.com"),

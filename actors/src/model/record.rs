@@ -147,10 +147,7 @@ mod tests {
     fn enhanced_codes_parse_and_render() {
         let r = Response::new(451, Some("4.4.4"), "KumoMTA internal: scheduled queue is suspended:\r\n x");
         assert_eq!(r.enhanced_code, Some(EnhancedCode { class: 4, subject: 4, detail: 4 }));
-        assert_eq!(
-            r.to_single_line(),
-            "451 4.4.4 KumoMTA internal: scheduled queue is suspended:   x"
-        );
+        assert_eq!(r.to_single_line(), "451 4.4.4 KumoMTA internal: scheduled queue is suspended:   x");
         assert_eq!(Response::new(250, None, "ok").to_single_line(), "250 ok");
         assert_eq!(EnhancedCode::parse("3.1.1"), None);
         assert_eq!(

@@ -8,12 +8,7 @@ pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
     if v.is_null() {
         return Ok(Value::Nil);
     }
-    lua.to_value_with(
-        v,
-        SerializeOptions::new()
-            .serialize_none_to_null(false)
-            .serialize_unit_to_null(false),
-    )
+    lua.to_value_with(v, SerializeOptions::new().serialize_none_to_null(false).serialize_unit_to_null(false))
 }
 
 pub fn lua_to_json(lua: &Lua, v: Value) -> mlua::Result<serde_json::Value> {

@@ -32,7 +32,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     kumo.set("on", lua.create_function(on)?)?;
     kumo.set(
         "reject",
-        lua.create_function(|_, (code, text): (u16, String)| -> mlua::Result<()> { Err(rejection(code, text)) })?,
+        lua.create_function(|_, (code, text): (u16, String)| -> mlua::Result<()> {
+            Err(rejection(code, text))
+        })?,
     )?;
     let encode = lua.create_function(|lua, v: Value| {
         serde_json::to_string(&lua_to_json(lua, v)?).map_err(mlua::Error::external)
@@ -51,16 +53,20 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     time.set("parse_duration", lua.create_function(|_, v: Value| TimeDelta::from_lua_arg(v))?)?;
     kumo.set("time", time)?;
     for (name, level) in [("log_error", 0), ("log_warn", 1), ("log_info", 2), ("log_debug", 3)] {
-        kumo.set(name, lua.create_function(move |_, args: mlua::Variadic<Value>| {
-            let text = args.iter().map(|v| v.to_string().unwrap_or_default()).collect::<Vec<_>>().join(" ");
-            match level {
-                0 => tracing::error!(target: "policy", "{text}"),
-                1 => tracing::warn!(target: "policy", "{text}"),
-                2 => tracing::info!(target: "policy", "{text}"),
-                _ => tracing::debug!(target: "policy", "{text}"),
-            }
-            Ok(())
-        })?)?;
+        kumo.set(
+            name,
+            lua.create_function(move |_, args: mlua::Variadic<Value>| {
+                let text =
+                    args.iter().map(|v| v.to_string().unwrap_or_default()).collect::<Vec<_>>().join(" ");
+                match level {
+                    0 => tracing::error!(target: "policy", "{text}"),
+                    1 => tracing::warn!(target: "policy", "{text}"),
+                    2 => tracing::info!(target: "policy", "{text}"),
+                    _ => tracing::debug!(target: "policy", "{text}"),
+                }
+                Ok(())
+            })?,
+        )?;
     }
     // Accepted for compatibility with KumoMTA policies; Ferry has nothing to configure here.
     let noop = lua.create_function(|_, _: mlua::Variadic<Value>| Ok(()))?;

@@ -17,7 +17,9 @@ pub struct LuaAddress(pub String);
 
 impl UserData for LuaAddress {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
-        fields.add_field_method_get("user", |_, a| Ok(a.0.rsplit_once('@').map_or(a.0.clone(), |(u, _)| u.to_string())));
+        fields.add_field_method_get("user", |_, a| {
+            Ok(a.0.rsplit_once('@').map_or(a.0.clone(), |(u, _)| u.to_string()))
+        });
         fields.add_field_method_get("domain", |_, a| Ok(a.0.rsplit_once('@').map(|(_, d)| d.to_string())));
         fields.add_field_method_get("email", |_, a| Ok(a.0.clone()));
     }
@@ -43,7 +45,8 @@ fn set_scheduling(lua: &Lua, msg: &mut Message, v: Value) -> mlua::Result<Value>
         return Ok(Value::Nil);
     }
     let json = lua_to_json(lua, v)?;
-    let sched = Scheduling::from_json(&json).map_err(|e| mlua::Error::runtime(format!("set_scheduling: {e}")))?;
+    let sched =
+        Scheduling::from_json(&json).map_err(|e| mlua::Error::runtime(format!("set_scheduling: {e}")))?;
     msg.due = Some(sched.adjust(msg.due.unwrap_or_else(Utc::now)));
     let normalised = sched.to_json();
     msg.schedule = Some(sched);
@@ -60,16 +63,16 @@ impl UserData for LuaMessage {
         });
         methods.add_method("recipient", |lua, m, ()| match m.0.recipients.as_slice() {
             [one] => LuaAddress(one.clone()).into_lua_value(lua),
-            many => lua
-                .create_sequence_from(many.iter().cloned().map(LuaAddress))
-                .map(Value::Table),
+            many => lua.create_sequence_from(many.iter().cloned().map(LuaAddress)).map(Value::Table),
         });
         methods.add_method("recipient_list", |lua, m, ()| {
             lua.create_sequence_from(m.0.recipients.iter().cloned().map(LuaAddress))
         });
         methods.add_method_mut("set_recipient", |_, m, v: Value| {
             m.0.recipients = match v {
-                Value::Table(t) => t.sequence_values::<Value>().map(|v| address_arg(v?)).collect::<mlua::Result<_>>()?,
+                Value::Table(t) => {
+                    t.sequence_values::<Value>().map(|v| address_arg(v?)).collect::<mlua::Result<_>>()?
+                }
                 other => vec![address_arg(other)?],
             };
             Ok(())
@@ -92,19 +95,22 @@ impl UserData for LuaMessage {
             Ok(())
         });
         methods.add_method_mut("set_scheduling", |lua, m, v: Value| set_scheduling(lua, &mut m.0, v));
-        methods.add_method_mut("import_scheduling_header", |lua, m, (name, remove): (String, Option<bool>)| {
-            let Some(value) = headers::first_named(&m.0.data, &name) else {
-                return Ok(Value::Nil);
-            };
-            let json: serde_json::Value = serde_json::from_str(&value)
-                .map_err(|e| mlua::Error::runtime(format!("{name} header is not valid JSON: {e}")))?;
-            let result = set_scheduling(lua, &mut m.0, json_to_lua(lua, &json)?)
-                .map_err(|e| mlua::Error::runtime(format!("{name} header: {e}")))?;
-            if remove.unwrap_or(false) {
-                m.0.data = Bytes::from(headers::remove_all(&m.0.data, &name));
-            }
-            Ok(result)
-        });
+        methods.add_method_mut(
+            "import_scheduling_header",
+            |lua, m, (name, remove): (String, Option<bool>)| {
+                let Some(value) = headers::first_named(&m.0.data, &name) else {
+                    return Ok(Value::Nil);
+                };
+                let json: serde_json::Value = serde_json::from_str(&value)
+                    .map_err(|e| mlua::Error::runtime(format!("{name} header is not valid JSON: {e}")))?;
+                let result = set_scheduling(lua, &mut m.0, json_to_lua(lua, &json)?)
+                    .map_err(|e| mlua::Error::runtime(format!("{name} header: {e}")))?;
+                if remove.unwrap_or(false) {
+                    m.0.data = Bytes::from(headers::remove_all(&m.0.data, &name));
+                }
+                Ok(result)
+            },
+        );
         methods.add_method_mut("import_x_headers", |_, m, names: Option<Vec<String>>| {
             // SPEC §8: header name lower-cased with '-' -> '_'; no names = every X-* header; last wins.
             for h in headers::headers(&m.0.data) {

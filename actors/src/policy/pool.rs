@@ -28,11 +28,7 @@ impl PolicyPool {
     /// Start `size` states (0 = one per core), each loading the policy. Fails with the first
     /// load error, which names the file and line.
     pub fn start(source: Option<PolicySource>, size: usize) -> Result<PolicyPool, PolicyError> {
-        let size = if size == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            size
-        };
+        let size = if size == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { size };
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         for n in 0..size {
@@ -68,9 +64,7 @@ impl PolicyPool {
                 Err(_) => return Err(PolicyError::Load("policy thread died while loading".into())),
             }
         }
-        Ok(PolicyPool {
-            inner: Arc::new(Inner { tx, events, size }),
-        })
+        Ok(PolicyPool { inner: Arc::new(Inner { tx, events, size }) })
     }
 
     pub fn size(&self) -> usize {

@@ -39,7 +39,10 @@ fn single_event_registered_twice_names_both_lines() {
     assert!(text.contains("test.lua:2"), "{text}");
     assert!(text.contains("already registered at test.lua:1"), "{text}");
     // Multiple events may be registered many times.
-    assert!(policy("kumo.on('requeue_message', function() end)\nkumo.on('requeue_message', function() end)\n").is_ok());
+    assert!(
+        policy("kumo.on('requeue_message', function() end)\nkumo.on('requeue_message', function() end)\n")
+            .is_ok()
+    );
 }
 
 #[test]
@@ -82,7 +85,8 @@ end)
 
 #[test]
 fn import_x_headers_without_names_takes_every_x_header_last_wins() {
-    let state = policy("kumo.on('smtp_server_message_received', function(msg) msg:import_x_headers() end)").unwrap();
+    let state =
+        policy("kumo.on('smtp_server_message_received', function(msg) msg:import_x_headers() end)").unwrap();
     let (msg, _) = received(&state, message("X-Tag: a\r\nSubject: s\r\nx-tag: b\r\nX-Mailer-Id: 7\r\n\r\n"));
     assert_eq!(msg.get_meta("x_tag"), Some(&serde_json::json!("b")));
     assert_eq!(msg.get_meta("x_mailer_id"), Some(&serde_json::json!("7")));
@@ -91,7 +95,9 @@ fn import_x_headers_without_names_takes_every_x_header_last_wins() {
 
 #[test]
 fn reject_is_recognised_with_its_code() {
-    let state = policy("kumo.on('smtp_server_message_received', function(msg) kumo.reject(552, 'no thanks') end)").unwrap();
+    let state =
+        policy("kumo.on('smtp_server_message_received', function(msg) kumo.reject(552, 'no thanks') end)")
+            .unwrap();
     let (_, result) = received(&state, message("\r\n"));
     assert_eq!(result, Err(PolicyError::Rejected { code: 552, text: "no thanks".into() }));
 }
@@ -114,7 +120,10 @@ kumo.on('smtp_server_message_received', function(msg) msg:set_meta('c', 1) end)
 
 #[test]
 fn runtime_error_names_the_line() {
-    let state = policy("kumo.on('smtp_server_message_received', function(msg)\n  local t = nil\n  return t.field\nend)\n").unwrap();
+    let state = policy(
+        "kumo.on('smtp_server_message_received', function(msg)\n  local t = nil\n  return t.field\nend)\n",
+    )
+    .unwrap();
     let (_, result) = received(&state, message("\r\n"));
     let Err(PolicyError::Lua(text)) = result else { panic!("expected a Lua error") };
     assert!(text.contains("test.lua:3"), "{text}");
@@ -140,7 +149,8 @@ assert(kumo.json_encode({x = 1}) == '{"x":1}')
 
 #[tokio::test]
 async fn pool_runs_jobs_and_reports_load_errors() {
-    let text: &'static str = "kumo.on('smtp_server_message_received', function(msg) msg:set_meta('seen', true) end)";
+    let text: &'static str =
+        "kumo.on('smtp_server_message_received', function(msg) msg:set_meta('seen', true) end)";
     let pool = PolicyPool::start(Some(PolicySource::Embedded { name: "p.lua", text }), 2).unwrap();
     assert_eq!(pool.size(), 2);
     assert!(pool.has_handler("smtp_server_message_received"));
@@ -149,7 +159,8 @@ async fn pool_runs_jobs_and_reports_load_errors() {
     result.unwrap();
     assert_eq!(msg.get_meta("seen"), Some(&serde_json::json!(true)));
     let bad: &'static str = "this is not lua";
-    let err = PolicyPool::start(Some(PolicySource::Embedded { name: "bad.lua", text: bad }), 2).err().unwrap();
+    let err =
+        PolicyPool::start(Some(PolicySource::Embedded { name: "bad.lua", text: bad }), 2).err().unwrap();
     assert!(err.to_string().contains("bad.lua:1"), "{err}");
 }
 
@@ -161,7 +172,9 @@ fn import_scheduling_header_sets_schedule_and_due_or_fails_clearly() {
     .unwrap();
     let (msg, result) = received(
         &state,
-        message("X-Schedule: {\"expires\":\"3000-12-31T00:00:00Z\",\"first_attempt\":\"2999-01-01T00:00:00+01:00\"}\r\n\r\nb\r\n"),
+        message(
+            "X-Schedule: {\"expires\":\"3000-12-31T00:00:00Z\",\"first_attempt\":\"2999-01-01T00:00:00+01:00\"}\r\n\r\nb\r\n",
+        ),
     );
     result.unwrap();
     let sched = msg.schedule.expect("schedule imported");
@@ -178,7 +191,8 @@ fn import_scheduling_header_sets_schedule_and_due_or_fails_clearly() {
     assert!(text.contains("missing"), "{text}");
 
     let remover = policy("kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_header('X-Schedule', true) end)").unwrap();
-    let (msg, _) = received(&remover, message("X-Schedule: {\"expires\":\"3000-12-31T00:00:00Z\"}\r\n\r\nb\r\n"));
+    let (msg, _) =
+        received(&remover, message("X-Schedule: {\"expires\":\"3000-12-31T00:00:00Z\"}\r\n\r\nb\r\n"));
     assert!(!String::from_utf8_lossy(&msg.data).contains("X-Schedule"));
     assert!(msg.schedule.is_some());
 }

@@ -33,7 +33,9 @@ impl UserData for TimeDelta {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method(MetaMethod::ToString, |_, d, ()| Ok(format_duration(d.0)));
         methods.add_meta_method(MetaMethod::Eq, |_, a, b: UserDataRef<TimeDelta>| Ok(a.0 == b.0));
-        methods.add_meta_method(MetaMethod::Add, |_, a, b: Value| Ok(TimeDelta(a.0 + TimeDelta::from_lua_arg(b)?.0)));
+        methods.add_meta_method(MetaMethod::Add, |_, a, b: Value| {
+            Ok(TimeDelta(a.0 + TimeDelta::from_lua_arg(b)?.0))
+        });
         methods.add_meta_method(MetaMethod::Sub, |_, a, b: Value| {
             Ok(TimeDelta(a.0.saturating_sub(TimeDelta::from_lua_arg(b)?.0)))
         });

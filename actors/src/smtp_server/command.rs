@@ -50,11 +50,7 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
     };
     let verb = verb.to_ascii_uppercase();
     let no_args = |cmd: Command| {
-        if rest.is_empty() {
-            Ok(cmd)
-        } else {
-            Err(CommandError::Syntax("this command takes no arguments"))
-        }
+        if rest.is_empty() { Ok(cmd) } else { Err(CommandError::Syntax("this command takes no arguments")) }
     };
     match verb.as_str() {
         "EHLO" | "HELO" => {
@@ -77,7 +73,8 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
                     "SIZE" => {
                         size = Some(value.parse().map_err(|_| CommandError::Syntax("SIZE= needs a number"))?)
                     }
-                    "BODY" if value.eq_ignore_ascii_case("8BITMIME") || value.eq_ignore_ascii_case("7BIT") => {}
+                    "BODY"
+                        if value.eq_ignore_ascii_case("8BITMIME") || value.eq_ignore_ascii_case("7BIT") => {}
                     _ => return Err(CommandError::UnsupportedParameter(p.to_string())),
                 }
             }
@@ -140,9 +137,9 @@ fn check_mailbox(address: &str) -> Result<(), CommandError> {
     let literal = domain.starts_with('[') && domain.ends_with(']');
     let valid_domain = !domain.is_empty()
         && (literal
-            || domain
-                .split('.')
-                .all(|label| !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')));
+            || domain.split('.').all(|label| {
+                !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+            }));
     if !valid_domain {
         return Err(CommandError::Syntax("bad domain"));
     }
@@ -169,15 +166,15 @@ mod tests {
             parse(b"MAIL FROM:<a@example.com> SIZE=1000 BODY=8BITMIME"),
             Ok(Command::MailFrom { address: "a@example.com".into(), size: Some(1000) })
         );
-        assert_eq!(
-            parse(b"mail from: <>"),
-            Ok(Command::MailFrom { address: String::new(), size: None })
-        );
+        assert_eq!(parse(b"mail from: <>"), Ok(Command::MailFrom { address: String::new(), size: None }));
         assert_eq!(
             parse(b"MAIL FROM:<@relay.example:a@example.com>"),
             Ok(Command::MailFrom { address: "a@example.com".into(), size: None })
         );
-        assert!(matches!(parse(b"MAIL FROM:<a@example.com> SMTPUTF8"), Err(CommandError::UnsupportedParameter(_))));
+        assert!(matches!(
+            parse(b"MAIL FROM:<a@example.com> SMTPUTF8"),
+            Err(CommandError::UnsupportedParameter(_))
+        ));
         assert!(matches!(parse(b"MAIL FROM:<a@example.com> SIZE=big"), Err(CommandError::Syntax(_))));
         assert!(matches!(parse(b"MAIL FROM:a@example.com"), Err(CommandError::Syntax(_))));
         assert!(matches!(parse(b"MAIL TO:<a@example.com>"), Err(CommandError::Syntax(_))));

@@ -44,7 +44,8 @@ pub async fn serve(
                 continue;
             }
         };
-        let (settings, reception, shutdown, done) = (settings.clone(), reception.clone(), shutdown.clone(), done.clone());
+        let (settings, reception, shutdown, done) =
+            (settings.clone(), reception.clone(), shutdown.clone(), done.clone());
         let session = async move {
             let _done = done;
             let stream = match tokio::net::TcpStream::from_std(std_stream) {
@@ -53,7 +54,11 @@ pub async fn serve(
             };
             let conn = Connection { peer, local, ehlo: String::new() };
             let span = tracing::info_span!("smtp", peer = %peer);
-            let _ = tracing::Instrument::instrument(Session::new(stream, conn, settings, reception, shutdown).run(), span).await;
+            let _ = tracing::Instrument::instrument(
+                Session::new(stream, conn, settings, reception, shutdown).run(),
+                span,
+            )
+            .await;
         };
         let worker = &workers[next % workers.len()];
         next = next.wrapping_add(1);

@@ -59,7 +59,13 @@ impl Reply {
 
 impl Reception {
     /// Accept (or refuse) one message. The reply is final: 250 means it is durably spooled.
-    pub async fn receive(&self, conn: &Connection, sender: String, recipients: Vec<String>, body: Vec<u8>) -> Reply {
+    pub async fn receive(
+        &self,
+        conn: &Connection,
+        sender: String,
+        recipients: Vec<String>,
+        body: Vec<u8>,
+    ) -> Reply {
         let id = self.ids.generate();
         let data = with_received_header(&self.hostname, conn, &id.to_string(), &recipients, body);
         let mut msg = Message::new(id, sender, recipients, Bytes::from(data));
@@ -77,7 +83,9 @@ impl Reception {
             let call = self
                 .policy
                 .call(move |state| {
-                    state.run_message_chain("smtp_server_message_received", msg, |_| Ok(mlua::MultiValue::new()))
+                    state.run_message_chain("smtp_server_message_received", msg, |_| {
+                        Ok(mlua::MultiValue::new())
+                    })
                 })
                 .await;
             let (returned, outcome) = match call {
@@ -108,11 +116,8 @@ impl Reception {
 
         if queue != NULL_QUEUE {
             // SPEC §1.5: the null queue discards at reception; nothing is spooled.
-            let put = SpoolOp::Put {
-                id: msg.id,
-                meta: msg.spool_meta().to_bytes(),
-                data: Some(msg.data.clone()),
-            };
+            let put =
+                SpoolOp::Put { id: msg.id, meta: msg.spool_meta().to_bytes(), data: Some(msg.data.clone()) };
             if let Err(e) = self.spool.commit(vec![put]).await {
                 tracing::error!(id = %msg.id, error = %e, "spool write failed; message refused with 451");
                 return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
@@ -130,7 +135,14 @@ impl Reception {
     }
 
     /// Log a refusal the listener sent before a message existed.
-    pub fn log_rejection(&self, conn: &Connection, sender: &str, recipient: &str, reply: &Reply, command: &str) {
+    pub fn log_rejection(
+        &self,
+        conn: &Connection,
+        sender: &str,
+        recipient: &str,
+        reply: &Reply,
+        command: &str,
+    ) {
         let mut response = Response::new(reply.code, reply.enhanced, reply.text.clone());
         response.command = Some(command.to_string());
         let record = self.logger.rejection(
@@ -144,7 +156,13 @@ impl Reception {
 }
 
 /// Prepend our trace header (RFC 5321 §4.4).
-fn with_received_header(hostname: &str, conn: &Connection, id: &str, recipients: &[String], body: Vec<u8>) -> Vec<u8> {
+fn with_received_header(
+    hostname: &str,
+    conn: &Connection,
+    id: &str,
+    recipients: &[String],
+    body: Vec<u8>,
+) -> Vec<u8> {
     let for_clause = match recipients {
         [one] => format!("\r\n\tfor <{one}>"),
         _ => String::new(),

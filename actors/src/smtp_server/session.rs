@@ -227,7 +227,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply("250 2.0.0 OK");
             }
             Command::Noop => self.reply("250 2.0.0 OK"),
-            Command::Vrfy => self.reply("252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"),
+            Command::Vrfy => {
+                self.reply("252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery")
+            }
             Command::Help => self.reply("214 2.0.0 See RFC 5321"),
             Command::StartTls => self.reply("502 5.5.1 STARTTLS is not available"),
             Command::Quit => {
@@ -269,7 +271,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let tx = std::mem::take(&mut self.tx);
         let sender = tx.sender.unwrap_or_default();
         let reply = match outcome {
-            DataOutcome::TooBig => Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"),
+            DataOutcome::TooBig => {
+                Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size")
+            }
             DataOutcome::LineTooLong => Reply::new(
                 500,
                 "5.5.2",

@@ -53,10 +53,7 @@ impl Spool {
     /// Open (creating if needed) the spool at `path`. The environment lives for the rest of the
     /// process: heed ties databases to it, and the engine never reopens it.
     pub fn open(path: &Path, map_size: u64, fsync: bool) -> Result<Spool, SpoolError> {
-        let open_err = |error: String| SpoolError::Open {
-            path: path.display().to_string(),
-            error,
-        };
+        let open_err = |error: String| SpoolError::Open { path: path.display().to_string(), error };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(map_size as usize).max_dbs(4).max_readers(1024);
@@ -97,10 +94,9 @@ impl Spool {
         let rtxn = self.env.read_txn()?;
         match self.meta.get(&rtxn, id.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => SpoolMeta::from_bytes(bytes).map(Some).map_err(|e| SpoolError::Corrupt {
-                id: id.to_string(),
-                error: e.to_string(),
-            }),
+            Some(bytes) => SpoolMeta::from_bytes(bytes)
+                .map(Some)
+                .map_err(|e| SpoolError::Corrupt { id: id.to_string(), error: e.to_string() }),
         }
     }
 
@@ -109,15 +105,9 @@ impl Spool {
         let Some(meta) = self.meta.get(&rtxn, id.as_bytes())? else {
             return Ok(None);
         };
-        let meta = SpoolMeta::from_bytes(meta).map_err(|e| SpoolError::Corrupt {
-            id: id.to_string(),
-            error: e.to_string(),
-        })?;
-        let data = self
-            .data
-            .get(&rtxn, id.as_bytes())?
-            .map(Bytes::copy_from_slice)
-            .unwrap_or_default();
+        let meta = SpoolMeta::from_bytes(meta)
+            .map_err(|e| SpoolError::Corrupt { id: id.to_string(), error: e.to_string() })?;
+        let data = self.data.get(&rtxn, id.as_bytes())?.map(Bytes::copy_from_slice).unwrap_or_default();
         Ok(Some(Message::from_spool(*id, meta, data)))
     }
 
@@ -139,10 +129,8 @@ impl Spool {
                 continue;
             };
             let id = MessageId::from_bytes(key);
-            let meta = SpoolMeta::from_bytes(value).map_err(|e| SpoolError::Corrupt {
-                id: id.to_string(),
-                error: e.to_string(),
-            });
+            let meta = SpoolMeta::from_bytes(value)
+                .map_err(|e| SpoolError::Corrupt { id: id.to_string(), error: e.to_string() });
             if !f(id, meta) {
                 break;
             }

@@ -16,11 +16,7 @@ fn message(g: &MessageIdGenerator, n: usize) -> Message {
 }
 
 fn put(m: &Message) -> SpoolOp {
-    SpoolOp::Put {
-        id: m.id,
-        meta: m.spool_meta().to_bytes(),
-        data: Some(m.data.clone()),
-    }
+    SpoolOp::Put { id: m.id, meta: m.spool_meta().to_bytes(), data: Some(m.data.clone()) }
 }
 
 #[test]
@@ -38,10 +34,7 @@ fn written_messages_read_back_and_removal_deletes_both_parts() {
     assert_eq!(spool.load(&a.id).unwrap(), None);
     assert_eq!(spool.inventory().unwrap().messages, 1);
     writer.shutdown();
-    assert!(matches!(
-        writer.commit_blocking(vec![put(&a)]),
-        Err(SpoolError::WriterStopped)
-    ));
+    assert!(matches!(writer.commit_blocking(vec![put(&a)]), Err(SpoolError::WriterStopped)));
 }
 
 /// Writes that arrive while a commit is in flight share the next transaction: with many
@@ -97,10 +90,7 @@ fn corrupt_meta_is_reported_not_fatal() {
     let good = message(&g, 1);
     let bad = g.generate();
     writer
-        .commit_blocking(vec![
-            put(&good),
-            SpoolOp::Put { id: bad, meta: b"{not json".to_vec(), data: None },
-        ])
+        .commit_blocking(vec![put(&good), SpoolOp::Put { id: bad, meta: b"{not json".to_vec(), data: None }])
         .unwrap();
     let inv = spool.inventory().unwrap();
     assert_eq!(inv.messages, 1);

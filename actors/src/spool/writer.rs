@@ -30,14 +30,15 @@ pub enum SpoolOp {
         meta: Vec<u8>,
         data: Option<Bytes>,
     },
-    Remove { id: MessageId },
+    Remove {
+        id: MessageId,
+    },
 }
 
+type Reply = oneshot::Sender<Result<(), SpoolError>>;
+
 enum Mail {
-    Write {
-        ops: Vec<SpoolOp>,
-        reply: oneshot::Sender<Result<(), SpoolError>>,
-    },
+    Write { ops: Vec<SpoolOp>, reply: Reply },
     Stop,
 }
 
@@ -67,11 +68,7 @@ impl SpoolWriter {
             .name("ferry-spool-writer".into())
             .spawn(move || run(spool, rx, &thread_stats))
             .expect("spawn spool writer thread");
-        SpoolWriter {
-            tx,
-            stats,
-            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
-        }
+        SpoolWriter { tx, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
 
     pub fn stats(&self) -> &SpoolStats {
@@ -131,9 +128,7 @@ fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.largest_batch.fetch_max(batch.len() as u64, Ordering::Relaxed);
-        stats
-            .last_commit_micros
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.last_commit_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         for (_, reply) in batch.drain(..) {
             let _ = reply.send(result.clone());
         }
@@ -141,7 +136,7 @@ fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
     tracing::debug!("spool writer stopped");
 }
 
-fn apply(spool: &Spool, batch: &[(Vec<SpoolOp>, oneshot::Sender<Result<(), SpoolError>>)]) -> Result<(), heed::Error> {
+fn apply(spool: &Spool, batch: &[(Vec<SpoolOp>, Reply)]) -> Result<(), heed::Error> {
     let (meta_db, data_db) = spool.databases();
     let mut wtxn = spool.env().write_txn()?;
     for (ops, _) in batch {
