@@ -11,3 +11,7 @@ pub mod scheduling;
 pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
+pub mod admin;
+pub mod insert_context;
+pub mod queue_config;
+pub mod retry;

@@ -75,10 +75,16 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     aaa.set("configure_acct_log", noop)?;
     kumo.set("aaa", aaa)?;
 
+    super::queue_config::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;
     Ok(())
+}
+
+/// A runtime error naming the Lua line that called the Rust function raising it.
+pub(crate) fn runtime_error(lua: &Lua, message: impl std::fmt::Display) -> mlua::Error {
+    mlua::Error::runtime(format!("{}: {message}", caller_site(lua)))
 }
 
 /// `file:line` of the Lua code calling the current Rust function.

@@ -6,6 +6,7 @@ use chrono::Utc;
 use mlua::{Lua, MetaMethod, UserData, UserDataFields, UserDataMethods, Value};
 
 use super::convert::{json_to_lua, lua_to_json};
+use super::kumo::runtime_error;
 use crate::model::scheduling::Scheduling;
 use crate::model::{Message, headers};
 
@@ -102,9 +103,13 @@ impl UserData for LuaMessage {
                     return Ok(Value::Nil);
                 };
                 let json: serde_json::Value = serde_json::from_str(&value)
-                    .map_err(|e| mlua::Error::runtime(format!("{name} header is not valid JSON: {e}")))?;
-                let result = set_scheduling(lua, &mut m.0, json_to_lua(lua, &json)?)
-                    .map_err(|e| mlua::Error::runtime(format!("{name} header: {e}")))?;
+                    .map_err(|e| runtime_error(lua, format!("{name} header is not valid JSON: {e}")))?;
+                let result = set_scheduling(lua, &mut m.0, json_to_lua(lua, &json)?).map_err(|e| {
+                    mlua::Error::runtime(format!(
+                        "{name} header: {}",
+                        super::error::PolicyError::from_lua(&e)
+                    ))
+                })?;
                 if remove.unwrap_or(false) {
                     m.0.data = Bytes::from(headers::remove_all(&m.0.data, &name));
                 }

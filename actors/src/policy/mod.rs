@@ -7,6 +7,7 @@ mod error;
 pub mod kumo;
 pub mod lua_message;
 mod pool;
+pub mod queue_config;
 mod state;
 pub mod time_delta;
 

@@ -196,3 +196,95 @@ fn import_scheduling_header_sets_schedule_and_due_or_fails_clearly() {
     assert!(!String::from_utf8_lossy(&msg.data).contains("X-Schedule"));
     assert!(msg.schedule.is_some());
 }
+
+#[test]
+fn get_queue_config_runs_the_seed_examples_verbatim() {
+    // Seed 002, each example as written.
+    let state = policy(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+if domain == 'smarthost.example.com' then
+-- Relay via some other internal infrastructure.
+-- Enclose IP (or IPv6) addresses in `[]`.
+-- Otherwise the name will be resolved for A and AAAA records
+return kumo.make_queue_config {
+protocol = {
+smtp = {
+mx_list = {
+'smart.host.local',
+{ name = 'mx.example.com', addr = '10.0.0.1' },
+},
+},
+},
+}
+end
+if domain == 'maildir.example.com' then
+return kumo.make_queue_config {
+protocol = {
+maildir_path = '/var/tmp/kumo-maildir',
+},
+}
+end
+if domain == 'webhook' then
+return kumo.make_queue_config {
+protocol = {
+custom_lua = {
+constructor = 'make.webhook',
+},
+},
+}
+end
+if domain == 'aged.example.com' then
+return kumo.make_queue_config {
+-- Age out messages after being in the queue for 20 minutes
+max_age = '20 minutes',
+}
+end
+if domain == 'capped.example.com' then
+return kumo.make_queue_config {
+max_retry_interval = '1 hour',
+retry_interval = '20 minutes',
+}
+end
+-- Otherwise, just use the defaults
+return kumo.make_queue_config {}
+end)
+"#,
+    )
+    .unwrap();
+    use crate::model::queue_config::Protocol;
+    use crate::model::queue_name::parse;
+    let cfg = |q: &str| state.get_queue_config(&parse(q)).unwrap();
+    assert!(matches!(cfg("smarthost.example.com").protocol, Protocol::SmtpList(ref l) if l.len() == 2));
+    assert!(matches!(cfg("maildir.example.com").protocol, Protocol::Maildir { .. }));
+    assert!(matches!(cfg("webhook").protocol, Protocol::CustomLua { .. }));
+    assert_eq!(cfg("aged.example.com").max_age.0.as_secs(), 1200);
+    assert_eq!(cfg("capped.example.com").max_retry_interval.unwrap().0.as_secs(), 3600);
+    assert_eq!(cfg("other.example.com").retry_interval.0.as_secs(), 1200);
+}
+
+#[test]
+fn get_queue_config_chain_and_errors() {
+    let state = policy(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant) if tenant == 'skip' then return nil end end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  if domain == 'bad.example.com' then
+    return kumo.make_queue_config { retry_intervall = '5s' }
+  end
+  return kumo.make_queue_config { retry_interval = tenant == 'skip' and '7s' or '5s' }
+end)
+"#,
+    )
+    .unwrap();
+    use crate::model::queue_name::parse;
+    assert_eq!(state.get_queue_config(&parse("skip@a.com")).unwrap().retry_interval.0.as_secs(), 7);
+    assert_eq!(state.get_queue_config(&parse("a.com")).unwrap().retry_interval.0.as_secs(), 5);
+    let err = state.get_queue_config(&parse("bad.example.com")).unwrap_err().to_string();
+    assert!(err.contains("retry_intervall") && err.contains("test.lua:5"), "{err}");
+    let none = policy("").unwrap();
+    assert_eq!(
+        none.get_queue_config(&parse("x.com")).unwrap(),
+        crate::model::queue_config::QueueConfig::default()
+    );
+}

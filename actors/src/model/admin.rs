@@ -1,0 +1,126 @@
+//! Admin directives (SPEC §2.8): which queues an operator's suspend, bounce, xfer or rebind
+//! selects, and the suspension directive itself. Matching is pure.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::queue_name;
+
+/// Selection criteria shared by suspend, bounce, xfer and rebind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Criteria {
+    #[serde(default)]
+    pub campaign: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routing_domain: Option<String>,
+    #[serde(default)]
+    pub queue_names: Vec<String>,
+}
+
+impl Criteria {
+    /// Non-empty `queue_names` → exact names only; otherwise each given criterion must equal the
+    /// parsed component (an absent component never matches); no criteria → every queue.
+    pub fn matches(&self, queue: &str) -> bool {
+        if !self.queue_names.is_empty() {
+            return self.queue_names.iter().any(|q| q == queue);
+        }
+        let parts = queue_name::parse(queue);
+        let eq = |want: &Option<String>, have: Option<&str>| match want.as_deref().filter(|w| !w.is_empty()) {
+            None => true,
+            Some(w) => have == Some(w),
+        };
+        eq(&self.campaign, parts.campaign.as_deref())
+            && eq(&self.tenant, parts.tenant.as_deref())
+            && eq(&self.domain, Some(parts.domain.as_str()))
+            && eq(&self.routing_domain, parts.routing_domain.as_deref())
+    }
+}
+
+/// An admin suspension: matching queues answer each promotion with a transient failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suspension {
+    pub id: uuid::Uuid,
+    pub criteria: Criteria,
+    pub reason: String,
+    pub expires: DateTime<Utc>,
+}
+
+/// The live suspensions. Identical criteria replace an older directive.
+#[derive(Debug, Default, Clone)]
+pub struct Suspensions(Vec<Suspension>);
+
+impl Suspensions {
+    pub fn add(&mut self, s: Suspension) {
+        self.0.retain(|old| old.criteria != s.criteria);
+        self.0.push(s);
+    }
+
+    pub fn remove(&mut self, id: &uuid::Uuid) -> bool {
+        let before = self.0.len();
+        self.0.retain(|s| s.id != *id);
+        before != self.0.len()
+    }
+
+    /// Live directives (expired ones are dropped as a side effect).
+    pub fn live(&mut self, now: DateTime<Utc>) -> &[Suspension] {
+        self.0.retain(|s| s.expires > now);
+        &self.0
+    }
+
+    pub fn matching(&self, queue: &str, now: DateTime<Utc>) -> Option<&Suspension> {
+        self.0.iter().find(|s| s.expires > now && s.criteria.matches(queue))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(domain: Option<&str>, tenant: Option<&str>, queues: &[&str]) -> Criteria {
+        Criteria {
+            domain: domain.map(str::to_string),
+            tenant: tenant.map(str::to_string),
+            queue_names: queues.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn matching_rules() {
+        assert!(c(Some("example.com"), None, &[]).matches("example.com"));
+        assert!(c(Some("example.com"), None, &[]).matches("camp:t@example.com!rd"));
+        assert!(!c(Some("example.com"), None, &[]).matches("example.org"));
+        assert!(c(Some("example.com"), Some("mytenant"), &[]).matches("mytenant@example.com"));
+        // An absent component never matches a given criterion.
+        assert!(!c(Some("example.com"), Some("mytenant"), &[]).matches("example.com"));
+        // queue_names overrides the rest and is exact.
+        assert!(c(Some("nomatch"), None, &["a.com"]).matches("a.com"));
+        assert!(!c(None, None, &["a.com"]).matches("t@a.com"));
+        // No criteria: everything, xfer queues included.
+        assert!(Criteria::default().matches("http://h:8000/.xfer.kumomta.internal"));
+    }
+
+    #[test]
+    fn identical_criteria_replace_and_expired_ones_lapse() {
+        let now = Utc::now();
+        let mut s = Suspensions::default();
+        let mk = |reason: &str, secs: i64| Suspension {
+            id: uuid::Uuid::new_v4(),
+            criteria: c(Some("example.com"), None, &[]),
+            reason: reason.into(),
+            expires: now + chrono::Duration::seconds(secs),
+        };
+        s.add(mk("first", 60));
+        s.add(mk("second", 60));
+        assert_eq!(s.live(now).len(), 1);
+        assert_eq!(s.matching("example.com", now).unwrap().reason, "second");
+        assert!(s.matching("example.com", now + chrono::Duration::seconds(61)).is_none());
+        let id = s.live(now)[0].id;
+        assert!(s.remove(&id));
+        assert!(!s.remove(&id));
+    }
+}
