@@ -1,8 +1,10 @@
 //! ferry-actors: the engine. Pure rules live in `model`; each other module is one actor (or a small
 //! family of them) that owns its state and talks to the rest by message.
 
+pub mod delivery;
 pub mod logging;
 pub mod model;
 pub mod policy;
+pub mod queue;
 pub mod smtp_server;
 pub mod spool;

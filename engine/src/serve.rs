@@ -9,13 +9,20 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::AsyncContext;
 use actix_web::{App, HttpServer};
 use anyhow::Context;
+use ferry_actors::delivery::mx::Resolver;
+use ferry_actors::delivery::{AttachDelivery, DeliveryManager};
 use ferry_actors::logging::{Compression, LogWriterHandle, Logger, SegmentConfig};
 use ferry_actors::model::MessageIdGenerator;
+use ferry_actors::model::admin::Suspensions;
+use ferry_actors::model::insert_context::{InsertContext, InsertReason};
+use ferry_actors::model::{Message, RecordType, Response};
 use ferry_actors::policy::PolicyPool;
+use ferry_actors::queue::{Attach, DeliverySettings, Insert, QueueManager, Services};
 use ferry_actors::smtp_server::{Reception, SessionSettings, listener};
-use ferry_actors::spool::{Spool, SpoolWriter};
+use ferry_actors::spool::{Spool, SpoolOp, SpoolWriter};
 use ferry_config::{Config, LogCompression};
 use tokio::sync::{mpsc, watch};
 
@@ -111,14 +118,37 @@ async fn serve(config: Config) -> Result<(), Failure> {
     );
 
     let hostname = config.smtp.hostname.clone().unwrap_or_else(system_hostname);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
+
+    // The queue manager must exist before the services that name it.
+    let queue_ctx = actix::Context::<QueueManager>::new();
+    let queues = queue_ctx.address();
+    let delivery = actix::Actor::start(DeliveryManager::new());
+    let services = Services {
+        spool,
+        writer: spool_writer.clone(),
+        logger: logger.clone(),
+        policy: policy.clone(),
+        suspensions: Arc::new(std::sync::Mutex::new(Suspensions::default())),
+        queues: queues.clone(),
+        delivery: delivery.clone(),
+        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), ..DeliverySettings::default() }),
+        resolver: Arc::new(Resolver::from_system()),
+        workers: Arc::new(workers.iter().map(|a| a.handle()).collect()),
+    };
+    queues.do_send(Attach(services.clone()));
+    delivery.do_send(AttachDelivery(services.clone()));
+    actix_rt::spawn(queue_ctx.into_future(QueueManager::new()));
+    enumerate_spool(&services);
+
     let reception = Arc::new(Reception {
         hostname: hostname.clone(),
         ids: MessageIdGenerator::new(&node),
         spool: spool_writer.clone(),
         policy,
         logger,
-        // Scheduled queues take over from here once they exist; until then mail stays spooled.
-        on_spooled: Arc::new(|_| {}),
+        queues: Some(queues.clone()),
     });
     let settings = Arc::new(SessionSettings {
         hostname,
@@ -132,18 +162,24 @@ async fn serve(config: Config) -> Result<(), Failure> {
         .await
         .with_context(|| format!("cannot listen for SMTP on {} (smtp.listen)", config.smtp.listen))?;
     let smtp_addr = smtp.local_addr().context("smtp listener address")?;
-    let http = HttpServer::new(|| App::new().configure(ferry_web::routes))
-        .workers(2)
-        .disable_signals()
-        .bind(config.http.listen)
-        .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
+    let state = ferry_web::AppState {
+        queues: queues.clone(),
+        trusted_hosts: Arc::new(config.http.trusted_hosts.clone()),
+    };
+    let http = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::from_fn(ferry_web::trusted_only))
+            .configure(ferry_web::routes(Some(state.clone())))
+    })
+    .workers(2)
+    .disable_signals()
+    .bind(config.http.listen)
+    .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
     let http_addr = http.addrs().first().copied().context("http listener address")?;
     let http = http.run();
     let http_handle = http.handle();
     actix_rt::spawn(http);
 
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers: Vec<actix_rt::Arbiter> = (0..cores).map(|_| actix_rt::Arbiter::new()).collect();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let accept = actix_rt::spawn(listener::serve(
@@ -180,6 +216,48 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Re-insert every spooled message with `[Enumerated]` (SPEC §2.9), keeping its stored due time
+/// and attempts (D1). Runs on its own thread so a large spool does not delay the listeners.
+fn enumerate_spool(services: &Services) {
+    let services = services.clone();
+    let spawned = std::thread::Builder::new().name("ferry-spool-load".into()).spawn(move || {
+        let started = std::time::Instant::now();
+        let (mut loaded, mut unroutable) = (0u64, Vec::new());
+        let result = services.spool.for_each_meta(|id, meta| {
+            match meta {
+                Ok(meta) => {
+                    let msg = Message::from_spool(id, meta, Default::default());
+                    match msg.queue_name() {
+                        Ok(_) => {
+                            loaded += 1;
+                            let ctx = InsertContext::new(InsertReason::Enumerated);
+                            services.queues.do_send(Insert { msg, ctx, reply: None });
+                        }
+                        Err(e) => unroutable.push((msg, e.to_string())),
+                    }
+                }
+                // Kept in place: an operator may want to look at it; it is reported at every start.
+                Err(e) => tracing::warn!(%id, error = %e, "corrupt spool record skipped"),
+            }
+            true
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "spool enumeration stopped early; the rest is picked up at next start");
+        }
+        for (msg, error) in unroutable {
+            // SPEC §2.9: an uncomputable queue name expires the message.
+            let mut r = services.logger.record(RecordType::Expiration, &msg, "");
+            r.response = Response::new(551, Some("5.1.3"), format!("Failed to compute queue name: {error}"));
+            services.logger.log(&r);
+            let _ = services.writer.commit_blocking(vec![SpoolOp::Remove { id: msg.id }]);
+        }
+        tracing::info!(messages = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "spooled messages scheduled");
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start spool enumeration; spooled messages wait for the next start");
+    }
 }
 
 /// `data_dir/listeners.json`: the bound addresses (ports may be ephemeral), written once ready.

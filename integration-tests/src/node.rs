@@ -10,19 +10,16 @@ use tempfile::TempDir;
 
 use crate::wait::wait_until;
 
-/// The `ferry` binary: `$FERRY_BIN`, else the one cargo built next to this test.
+/// The `ferry` binary under test: `$FERRY_BIN`, else `ferry-it`, this package's build of the
+/// same entry point, which cargo rebuilds before running this package's tests.
 pub fn ferry_bin() -> PathBuf {
     if let Ok(p) = std::env::var("FERRY_BIN") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("ferry");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo test --workspace` (it builds the ferry binary)",
-        bin.display()
-    );
+    let bin = dir.join("ferry-it");
+    assert!(bin.exists(), "{} not found: run the tests with cargo", bin.display());
     bin
 }
 
@@ -136,6 +133,52 @@ impl FerryNode {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the node first");
         self.spawn();
+    }
+
+    /// Run a `ferry` admin command against this node; panics with stderr on failure.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.cli_output(args);
+        assert!(out.status.success(), "ferry {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run a `ferry` admin command against this node, whatever its outcome.
+    pub fn cli_output(&self, args: &[&str]) -> std::process::Output {
+        let endpoint = format!("http://{}", self.http);
+        let mut all = vec!["--endpoint", endpoint.as_str()];
+        all.extend_from_slice(args);
+        self.ferry(&all)
+    }
+
+    /// `inspect-sched-q QUEUE --no-limit` as JSON; None when the queue does not exist.
+    pub fn inspect(&self, queue: &str) -> Option<Value> {
+        let out = self.cli_output(&["inspect-sched-q", queue, "--no-limit"]);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("404"), "inspect-sched-q {queue} failed: {err}");
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).expect("inspect output is JSON"))
+    }
+
+    /// Records about one message, in event-time order.
+    pub fn records_for(&self, id: &str) -> Vec<Value> {
+        let mut r: Vec<Value> = self.records().into_iter().filter(|r| r["id"] == id).collect();
+        r.sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+        r
+    }
+
+    /// Wait until the record types for `id` are exactly `kinds` (in order); returns the records.
+    pub fn wait_sequence(&self, id: &str, kinds: &[&str]) -> Vec<Value> {
+        let mut last = Vec::new();
+        let found = crate::wait::try_wait_until(Duration::from_secs(30), || {
+            let r = self.records_for(id);
+            last = r.iter().map(|r| r["type"].as_str().unwrap_or("").to_string()).collect();
+            (last == kinds).then_some(r)
+        });
+        found.unwrap_or_else(|| {
+            panic!("records for {id}: expected {kinds:?}, last saw {last:?}\n{}", self.stderr())
+        })
     }
 
     fn ferry(&self, args: &[&str]) -> std::process::Output {

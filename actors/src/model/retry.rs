@@ -96,10 +96,10 @@ pub fn check_expiry(
     max_age: Duration,
     schedule: Option<&Scheduling>,
 ) -> Result<(), Expired> {
-    if let Some(expires) = schedule.and_then(Scheduling::expires) {
-        if due >= expires {
-            return Err(expires_message(due, expires));
-        }
+    if let Some(expires) = schedule.and_then(Scheduling::expires)
+        && due >= expires
+    {
+        return Err(expires_message(due, expires));
     }
     let age = (due - created).to_std().unwrap_or_default();
     if age >= max_age { Err(age_message(age, max_age)) } else { Ok(()) }

@@ -3,6 +3,7 @@
 //! runs on an async arbiter and a slow handler stalls one state, not the engine.
 
 mod convert;
+mod custom_lua;
 mod error;
 pub mod kumo;
 pub mod lua_message;

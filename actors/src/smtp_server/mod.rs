@@ -8,5 +8,5 @@ pub mod listener;
 pub mod reception;
 pub mod session;
 
-pub use reception::{Connection, OnSpooled, Reception, Reply};
+pub use reception::{Connection, Reception, Reply};
 pub use session::{Session, SessionSettings};

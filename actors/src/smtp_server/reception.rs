@@ -1,22 +1,21 @@
 //! What happens to a complete message: policy event, queue name, durable spool write, Reception
 //! record, and only then the 250 (ARCHITECTURE: "an SMTP 250 is sent only after the spool commit").
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use bytes::Bytes;
 use chrono::Utc;
 use serde_json::Value;
+use std::net::SocketAddr;
 
 use crate::logging::Logger;
+use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name::NULL_QUEUE;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, headers};
 use crate::policy::{PolicyError, PolicyPool};
+use crate::queue::{Attempt, Insert, QueueManager, Records};
 use crate::spool::{SpoolOp, SpoolWriter};
-
-/// Where a freshly spooled message goes next (the queue manager, once there is one).
-pub type OnSpooled = Arc<dyn Fn(Message) + Send + Sync>;
+use actix::Addr;
+use tokio::sync::oneshot;
 
 /// Everything a session needs to accept a message. Shared by all sessions.
 pub struct Reception {
@@ -25,7 +24,8 @@ pub struct Reception {
     pub spool: SpoolWriter,
     pub policy: PolicyPool,
     pub logger: Logger,
-    pub on_spooled: OnSpooled,
+    /// Where spooled messages go; None only in tests of reception alone.
+    pub queues: Option<Addr<QueueManager>>,
 }
 
 /// The connection a message arrived on.
@@ -128,10 +128,34 @@ impl Reception {
         record.peer_address = Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
         self.logger.log(&record);
         let reply = Reply::new(250, "2.0.0", format!("OK id={}", msg.id));
-        if queue != NULL_QUEUE {
-            (self.on_spooled)(msg);
+        if queue == NULL_QUEUE {
+            return reply;
         }
-        reply
+        let Some(queues) = &self.queues else { return reply };
+        let (tx, rx) = oneshot::channel();
+        let kept = Message { data: Bytes::new(), ..msg.clone() };
+        queues.do_send(Insert { msg, ctx: InsertContext::new(InsertReason::Received), reply: Some(tx) });
+        match rx.await {
+            Ok(Ok(())) => reply,
+            Ok(Err(e)) => self.unwind(kept, &queue, &e).await,
+            Err(_) => self.unwind(kept, &queue, "queue manager stopped").await,
+        }
+    }
+
+    /// SPEC §2.1: a message whose queue cannot be created at reception is removed again, with a
+    /// Bounce, and the client is told to try later.
+    async fn unwind(&self, msg: Message, queue: &str, error: &str) -> Reply {
+        let response = Response::new(
+            500,
+            None,
+            format!("KumoMTA internal: QueueManager::insert failed during reception: {error}"),
+        );
+        Records(&self.logger).bounce(&msg, queue, response, &Attempt::default());
+        if let Err(e) = self.spool.commit(vec![SpoolOp::Remove { id: msg.id }]).await {
+            tracing::error!(id = %msg.id, error = %e, "could not unwind the spool write");
+        }
+        tracing::error!(id = %msg.id, queue, error, "message refused: its queue could not be created");
+        Reply::new(451, "4.3.0", "Temporary failure: queue configuration error; try again later")
     }
 
     /// Log a refusal the listener sent before a message existed.

@@ -1,0 +1,61 @@
+//! custom_lua connections (SPEC §7.3): each "connection" sends through the policy actor, where the
+//! constructor's object lives.
+
+use actix::Addr;
+
+use super::outcome::{internal_error, transient_failure};
+use super::{Dispatcher, Next};
+use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::queue_name;
+use crate::model::{Message, Response};
+use crate::policy::PolicyError;
+use crate::queue::requeue;
+use crate::queue::{Attempt, Records, Services};
+
+pub(super) async fn connection(
+    services: Services,
+    site: String,
+    constructor: &str,
+    dispatcher: Addr<Dispatcher>,
+) {
+    while let Ok(Some(item)) = dispatcher.send(Next).await {
+        let msg: Message = match services.spool.load(&item.id) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(id = %item.id, error = %e, "cannot load ready message; it stays spooled");
+                continue;
+            }
+        };
+        let (ctor, queue) = (constructor.to_string(), item.queue.clone());
+        let parts = queue_name::parse(&queue);
+        let call = services.policy.call(move |state| state.custom_lua_send(&ctor, &queue, &parts, msg)).await;
+        let Ok((msg, result)) = call else {
+            tracing::error!(id = %item.id, "policy actor stopped during custom_lua delivery; message stays spooled");
+            return;
+        };
+        let attempt = Attempt { site: site.clone(), peer: None, protocol: Some("Lua".into()) };
+        let records = Records(&services.logger);
+        let logged = InsertContext::new(InsertReason::LoggedTransientFailure);
+        match result {
+            Ok(text) => {
+                records.delivery(&msg, &item.queue, Response::new(200, None, text), &attempt);
+                requeue::remove(&services, &msg).await;
+            }
+            Err(PolicyError::Rejected { code, text }) if (400..500).contains(&code) => {
+                let response = Response::new(code, None, text);
+                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged)
+                    .await;
+            }
+            Err(PolicyError::Rejected { code, text }) => {
+                records.bounce(&msg, &item.queue, Response::new(code, None, text), &attempt);
+                requeue::remove(&services, &msg).await;
+            }
+            Err(e) => {
+                let response = internal_error(e);
+                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged)
+                    .await;
+            }
+        }
+    }
+}

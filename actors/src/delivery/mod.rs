@@ -1,0 +1,253 @@
+//! Delivery: ready queues ("dispatchers"), one actor per site, each running up to
+//! `connection_limit` connections that pull messages until the queue is empty (SPEC §2.4 step 4).
+//! Sites are `unspecified-><site>@smtp_client` for SMTP and `unspecified-><queue>@lua:<ctor>`
+//! for custom_lua; maildir writes inline and has no dispatcher.
+
+pub mod custom_lua;
+pub mod maildir;
+pub mod mx;
+mod outcome;
+mod smtp;
+pub mod smtp_client;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::model::MessageId;
+use crate::model::queue_config::{MxListEntry, Protocol, QueueConfig};
+use crate::model::queue_name;
+use crate::queue::Services;
+
+pub use outcome::settle;
+
+/// A message promoted to a ready queue.
+#[derive(Debug, Clone)]
+pub struct ReadyItem {
+    pub id: MessageId,
+    pub queue: String,
+    pub config: Arc<QueueConfig>,
+}
+
+/// Where a site's connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteKind {
+    MxList(Vec<MxListEntry>),
+    /// MX lookup of this domain (`domain[:port]`).
+    Mx(String),
+    Lua {
+        constructor: String,
+    },
+}
+
+/// The site (ready queue name) and kind for a queue's config.
+pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
+    match &config.protocol {
+        Protocol::SmtpList(list) => {
+            let labels: Vec<String> = list
+                .iter()
+                .map(|e| match e {
+                    MxListEntry::Name(n) => n.clone(),
+                    MxListEntry::Resolved { name, .. } => name.clone(),
+                })
+                .collect();
+            (
+                format!("{}->mx_list:{}@smtp_client", config.egress_pool, labels.join(",")),
+                SiteKind::MxList(list.clone()),
+            )
+        }
+        Protocol::CustomLua { constructor, .. } => (
+            format!("{}->{queue}@lua:{constructor}", config.egress_pool),
+            SiteKind::Lua { constructor: constructor.clone() },
+        ),
+        Protocol::SmtpMx | Protocol::Maildir { .. } => {
+            let parts = queue_name::parse(queue);
+            let domain = parts.routing_domain.unwrap_or(parts.domain);
+            (format!("{}->mx:{domain}@smtp_client", config.egress_pool), SiteKind::Mx(domain))
+        }
+    }
+}
+
+/// Queued messages per open connection before a dispatcher opens another one.
+const BACKLOG_PER_CONNECTION: usize = 4;
+
+/// Registry of dispatchers by site.
+pub struct DeliveryManager {
+    services: Option<Services>,
+    sites: HashMap<String, Addr<Dispatcher>>,
+    next_worker: usize,
+}
+
+impl DeliveryManager {
+    pub fn new() -> Self {
+        Self { services: None, sites: HashMap::new(), next_worker: 0 }
+    }
+}
+
+impl Default for DeliveryManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for DeliveryManager {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttachDelivery(pub Services);
+
+impl Handler<AttachDelivery> for DeliveryManager {
+    type Result = ();
+    fn handle(&mut self, msg: AttachDelivery, _: &mut Context<Self>) {
+        self.services = Some(msg.0);
+    }
+}
+
+/// Hand a promoted message to its site's dispatcher.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue(pub ReadyItem);
+
+impl Handler<Enqueue> for DeliveryManager {
+    type Result = ();
+
+    fn handle(&mut self, Enqueue(item): Enqueue, ctx: &mut Context<Self>) {
+        let Some(services) = self.services.clone() else { return };
+        let (site, kind) = site_for(&item.queue, &item.config);
+        let addr = match self.sites.get(&site).filter(|a| a.connected()) {
+            Some(a) => a.clone(),
+            None => {
+                let workers = services.workers.clone();
+                let worker = workers[self.next_worker % workers.len()].clone();
+                self.next_worker = self.next_worker.wrapping_add(1);
+                let (name, manager) = (site.clone(), ctx.address());
+                let addr = Dispatcher::start_in_arbiter(&worker, move |_| Dispatcher {
+                    site: name,
+                    kind,
+                    services,
+                    ready: VecDeque::new(),
+                    connections: 0,
+                    manager,
+                });
+                self.sites.insert(site.clone(), addr.clone());
+                addr
+            }
+        };
+        addr.do_send(Ready(item));
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SiteIdle(String, Addr<Dispatcher>);
+
+impl Handler<SiteIdle> for DeliveryManager {
+    type Result = ();
+    fn handle(&mut self, SiteIdle(site, addr): SiteIdle, _: &mut Context<Self>) {
+        if self.sites.get(&site) == Some(&addr) {
+            self.sites.remove(&site);
+        }
+        addr.do_send(StopIfIdle);
+    }
+}
+
+/// One ready queue: messages waiting for a connection, and the connections serving them.
+pub struct Dispatcher {
+    site: String,
+    kind: SiteKind,
+    services: Services,
+    ready: VecDeque<ReadyItem>,
+    connections: usize,
+    manager: Addr<DeliveryManager>,
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Ready(ReadyItem);
+
+/// A connection asks for its next message; None tells it to finish.
+#[derive(Message)]
+#[rtype(result = "Option<ReadyItem>")]
+pub(crate) struct Next;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ConnectionClosed;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct StopIfIdle;
+
+/// Take every queued item (a site-wide failure settles them all at once).
+#[derive(Message)]
+#[rtype(result = "Vec<ReadyItem>")]
+pub(crate) struct DrainAll;
+
+impl Handler<Ready> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
+        self.ready.push_back(item);
+        let limit = self.services.settings.connection_limit.max(1);
+        // Reuse before fan-out: open another connection only when each one has a backlog.
+        if self.connections < limit
+            && (self.connections == 0 || self.ready.len() > self.connections * BACKLOG_PER_CONNECTION)
+        {
+            self.connections += 1;
+            let (services, site, kind, me) =
+                (self.services.clone(), self.site.clone(), self.kind.clone(), ctx.address());
+            actix::spawn(async move {
+                match &kind {
+                    SiteKind::Lua { constructor } => {
+                        custom_lua::connection(services, site, constructor, me.clone()).await
+                    }
+                    _ => smtp::connection(services, site, kind, me.clone()).await,
+                }
+                me.do_send(ConnectionClosed);
+            });
+        }
+    }
+}
+
+impl Handler<Next> for Dispatcher {
+    type Result = Option<ReadyItem>;
+    fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Option<ReadyItem> {
+        self.ready.pop_front()
+    }
+}
+
+impl Handler<DrainAll> for Dispatcher {
+    type Result = MessageResult<DrainAll>;
+    fn handle(&mut self, _: DrainAll, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.ready.drain(..).collect())
+    }
+}
+
+impl Handler<ConnectionClosed> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: ConnectionClosed, ctx: &mut Context<Self>) {
+        self.connections = self.connections.saturating_sub(1);
+        if self.connections == 0 && self.ready.is_empty() {
+            self.manager.do_send(SiteIdle(self.site.clone(), ctx.address()));
+        }
+    }
+}
+
+impl Handler<StopIfIdle> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopIfIdle, ctx: &mut Context<Self>) {
+        // Items that raced in after the idle report go back through the manager.
+        for item in self.ready.drain(..) {
+            self.manager.do_send(Enqueue(item));
+        }
+        if self.connections == 0 {
+            ctx.stop();
+        }
+    }
+}

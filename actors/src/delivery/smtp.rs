@@ -1,0 +1,225 @@
+//! One outbound SMTP connection serving a dispatcher: resolve the site, connect to the first
+//! host that answers, and deliver messages back to back until the ready queue is empty.
+
+use actix::Addr;
+use chrono::Utc;
+
+use super::mx::{self, ResolveError, Target};
+use super::outcome::{internal_error, settle, transient_failure};
+use super::smtp_client::{Disposition, SmtpClient, classify};
+use super::{Dispatcher, DrainAll, Next, ReadyItem, SiteKind};
+use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::queue_config::MxListEntry;
+use crate::model::record::PeerAddress;
+use crate::model::{Message, Response};
+use crate::queue::{Attempt, Records, Services};
+
+/// Why no connection could be made, and how each waiting message should be treated.
+struct ConnectFailure {
+    response: Response,
+    permanent: bool,
+    ctx: InsertContext,
+}
+
+fn logged() -> InsertContext {
+    InsertContext::new(InsertReason::LoggedTransientFailure)
+}
+
+async fn targets(services: &Services, kind: &SiteKind) -> Result<Vec<Target>, ConnectFailure> {
+    let resolved = match kind {
+        SiteKind::MxList(list) => {
+            let mut entries = Vec::with_capacity(list.len());
+            for e in list {
+                let parsed = match e {
+                    MxListEntry::Name(s) => mx::parse_mx_entry(s),
+                    MxListEntry::Resolved { name, addr } => mx::parse_resolved(name, addr),
+                };
+                match parsed {
+                    Ok(p) => entries.push(p),
+                    Err(e) => {
+                        return Err(ConnectFailure {
+                            response: Response::new(
+                                451,
+                                Some("4.4.4"),
+                                format!("KumoMTA internal: bad mx_list entry: {e}"),
+                            ),
+                            permanent: false,
+                            ctx: logged(),
+                        });
+                    }
+                }
+            }
+            mx::resolve_mx_list(&services.resolver, &entries).await
+        }
+        SiteKind::Mx(domain) => mx::resolve_domain(&services.resolver, domain).await,
+        SiteKind::Lua { .. } => unreachable!("custom_lua sites have their own connection"),
+    };
+    resolved.map_err(|e| match e {
+        ResolveError::NullMx => ConnectFailure {
+            response: Response::new(556, Some("5.1.10"), "Recipient address has a null MX"),
+            permanent: true,
+            ctx: logged(),
+        },
+        ResolveError::NoHosts => ConnectFailure {
+            response: Response::new(451, Some("4.4.4"), "MX didn't resolve to any hosts"),
+            permanent: false,
+            ctx: InsertContext::new(InsertReason::MxResolvedToZeroHosts)
+                .with(InsertReason::LoggedTransientFailure),
+        },
+        other => ConnectFailure {
+            response: Response::new(451, Some("4.4.4"), other.to_string()),
+            permanent: false,
+            ctx: logged(),
+        },
+    })
+}
+
+async fn connect(services: &Services, kind: &SiteKind) -> Result<SmtpClient, ConnectFailure> {
+    let targets = targets(services, kind).await?;
+    let mut last = String::from("no hosts");
+    for target in &targets {
+        match SmtpClient::connect(target, &client_settings(services)).await {
+            Ok(client) => return Ok(client),
+            Err(e) => {
+                tracing::debug!(host = %target.name, addr = %target.addr, error = %e, "connection failed; trying the next host");
+                last = format!("{} ({}): {e}", target.name, target.addr);
+            }
+        }
+    }
+    Err(ConnectFailure { response: internal_error(last), permanent: false, ctx: logged() })
+}
+
+fn client_settings(services: &Services) -> super::smtp_client::ClientSettings {
+    let s = &services.settings;
+    super::smtp_client::ClientSettings {
+        ehlo_name: s.ehlo_name.clone(),
+        connect_timeout: s.connect_timeout,
+        command_timeout: s.command_timeout,
+        data_timeout: s.data_timeout,
+    }
+}
+
+/// Load a ready message, or None if it has gone (or is suspended now: ready queues re-check).
+async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
+    let msg = match services.spool.load(&item.id) {
+        Ok(Some(m)) => m,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::error!(id = %item.id, error = %e, "cannot load ready message; it stays spooled");
+            return None;
+        }
+    };
+    let suspended = services
+        .suspensions
+        .lock()
+        .ok()
+        .and_then(|s| s.matching(&item.queue, Utc::now()).map(|s| s.reason.clone()));
+    if let Some(reason) = suspended {
+        let response = Response::new(
+            451,
+            Some("4.4.4"),
+            format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
+        );
+        let attempt = Attempt { site: item.queue.clone(), ..Default::default() };
+        transient_failure(services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
+        return None;
+    }
+    Some(msg)
+}
+
+/// Settle a message that could not be attempted because the site is unreachable.
+async fn fail(services: &Services, msg: Message, item: &ReadyItem, site: &str, failure: &ConnectFailure) {
+    let attempt = Attempt { site: site.to_string(), peer: None, protocol: Some("ESMTP".into()) };
+    if failure.permanent {
+        Records(&services.logger).bounce(&msg, &item.queue, failure.response.clone(), &attempt);
+        crate::queue::requeue::remove(services, &msg).await;
+    } else {
+        transient_failure(
+            services,
+            msg,
+            &item.queue,
+            &item.config,
+            failure.response.clone(),
+            &attempt,
+            failure.ctx.clone(),
+        )
+        .await;
+    }
+}
+
+pub(super) async fn connection(
+    services: Services,
+    site: String,
+    kind: SiteKind,
+    dispatcher: Addr<Dispatcher>,
+) {
+    let mut client: Option<SmtpClient> = None;
+    while let Ok(Some(item)) = dispatcher.send(Next).await {
+        let Some(msg) = take(&services, &item).await else { continue };
+        if client.is_none() {
+            match connect(&services, &kind).await {
+                Ok(c) => client = Some(c),
+                Err(failure) => {
+                    // Every host failed: the whole ready queue shares this outcome.
+                    fail(&services, msg, &item, &site, &failure).await;
+                    for other in dispatcher.send(DrainAll).await.unwrap_or_default() {
+                        if let Some(m) = take(&services, &other).await {
+                            fail(&services, m, &other, &site, &failure).await;
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        let Some(c) = client.as_mut() else { continue };
+        let target = c.target().clone();
+        let attempt = Attempt {
+            site: site.clone(),
+            peer: Some(PeerAddress { name: target.name.clone(), addr: target.addr.ip().to_string() }),
+            protocol: Some("ESMTP".into()),
+        };
+        match send_all(c, &msg).await {
+            Ok(results) => settle(&services, msg, &item.queue, &item.config, results, &attempt).await,
+            Err(e) => {
+                let response = internal_error(&e);
+                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged())
+                    .await;
+                client = None;
+                continue;
+            }
+        }
+        if !c.is_reusable() {
+            client = None;
+        }
+    }
+    if let Some(c) = client {
+        c.quit().await;
+    }
+}
+
+/// Send, then retry at once, in new transactions, the recipients refused only as "too many
+/// recipients" (SPEC §7.1), as long as each round delivers something.
+async fn send_all(
+    client: &mut SmtpClient,
+    msg: &Message,
+) -> Result<Vec<(String, Response)>, super::smtp_client::ClientError> {
+    let mut done = Vec::new();
+    let mut pending = msg.recipients.clone();
+    loop {
+        let responses = client.send(&msg.sender, &pending, &msg.data).await?;
+        let mut retry = Vec::new();
+        for (rcpt, response) in pending.iter().cloned().zip(responses) {
+            if classify(&response) == Disposition::TooManyRecipients {
+                retry.push((rcpt, response));
+            } else {
+                done.push((rcpt, response));
+            }
+        }
+        let progressed = retry.len() < pending.len();
+        if retry.is_empty() || !progressed || !client.is_reusable() {
+            done.extend(retry);
+            return Ok(done);
+        }
+        pending = retry.into_iter().map(|(r, _)| r).collect();
+    }
+}

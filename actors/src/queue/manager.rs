@@ -1,0 +1,295 @@
+//! The QueueManager: the registry of scheduled queues. It creates a queue on first use (asking the
+//! policy for its config), shares that creation between concurrent inserts, caches a failed
+//! creation for 60 s (SPEC §2.1), routes inserts, and reaps idle queues.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::Utc;
+use tokio::sync::oneshot;
+
+use super::scheduled::{QueueInsert, ScheduledQueue, StopQueue};
+use super::services::Services;
+use crate::model::Message;
+use crate::model::admin::{Criteria, Suspension};
+use crate::model::insert_context::InsertContext;
+use crate::model::queue_config::QueueConfig;
+use crate::model::queue_name::{self, NULL_QUEUE};
+
+/// How long a failed `get_queue_config` is remembered (SPEC §2.1).
+const FAILURE_TTL: Duration = Duration::from_secs(60);
+
+/// Insert a message into its queue. `reply`, when given, reports whether a queue could be found
+/// or created (reception uses it to refuse the message instead of stranding it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Insert {
+    pub msg: Message,
+    pub ctx: InsertContext,
+    pub reply: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+type InsertReply = oneshot::Sender<Result<(), String>>;
+
+enum Slot {
+    Ready(Addr<ScheduledQueue>),
+    Creating(Vec<(Message, InsertContext, Option<InsertReply>)>),
+    Failed { error: String, until: Instant },
+}
+
+pub struct QueueManager {
+    services: Option<Services>,
+    queues: HashMap<String, Slot>,
+}
+
+impl QueueManager {
+    pub fn new() -> Self {
+        Self { services: None, queues: HashMap::new() }
+    }
+
+    fn services(&self) -> &Services {
+        self.services.as_ref().expect("QueueManager is given its services before any insert")
+    }
+}
+
+impl Default for QueueManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Actor for QueueManager {
+    type Context = Context<Self>;
+}
+
+/// Wiring: the manager is started before the services it is part of exist.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach(pub Services);
+
+impl Handler<Attach> for QueueManager {
+    type Result = ();
+    fn handle(&mut self, msg: Attach, _: &mut Context<Self>) {
+        self.services = Some(msg.0);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Created {
+    name: String,
+    result: Result<QueueConfig, String>,
+}
+
+impl Handler<Insert> for QueueManager {
+    type Result = ();
+
+    fn handle(&mut self, Insert { msg, ctx, reply }: Insert, actor_ctx: &mut Context<Self>) {
+        let name = match msg.queue_name() {
+            Ok(name) => name,
+            Err(e) => {
+                tracing::error!(id = %msg.id, error = %e, "cannot compute queue name; message stays spooled until restart");
+                if let Some(r) = reply {
+                    let _ = r.send(Err(format!("cannot compute queue name: {e}")));
+                }
+                return;
+            }
+        };
+        if name == NULL_QUEUE {
+            // SPEC §1.5: a spooled message rebound into `null` is removed silently.
+            let services = self.services().clone();
+            actix::spawn(async move { super::requeue::remove(&services, &msg).await });
+            if let Some(r) = reply {
+                let _ = r.send(Ok(()));
+            }
+            return;
+        }
+        match self.queues.get_mut(&name) {
+            Some(Slot::Ready(addr)) => {
+                addr.do_send(QueueInsert { msg, ctx });
+                if let Some(r) = reply {
+                    let _ = r.send(Ok(()));
+                }
+            }
+            Some(Slot::Creating(pending)) => pending.push((msg, ctx, reply)),
+            Some(Slot::Failed { error, until }) if *until > Instant::now() => {
+                let error = error.clone();
+                self.creation_failed(&name, msg, ctx, reply, &error);
+            }
+            _ => {
+                self.queues.insert(name.clone(), Slot::Creating(vec![(msg, ctx, reply)]));
+                let policy = self.services().policy.clone();
+                let parts = queue_name::parse(&name);
+                let me = actor_ctx.address();
+                actix::spawn(async move {
+                    let result = match policy.call(move |state| state.get_queue_config(&parts)).await {
+                        Ok(Ok(config)) => Ok(config),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    me.do_send(Created { name, result });
+                });
+            }
+        }
+    }
+}
+
+impl QueueManager {
+    /// A message whose queue cannot be created: at reception the caller refuses it; otherwise it
+    /// stays spooled and is retried in 60 s.
+    fn creation_failed(
+        &self,
+        name: &str,
+        msg: Message,
+        ctx: InsertContext,
+        reply: Option<oneshot::Sender<Result<(), String>>>,
+        error: &str,
+    ) {
+        if let Some(r) = reply {
+            let _ = r.send(Err(format!("QueueManager::insert failed: get_queue_config for {name}: {error}")));
+            return;
+        }
+        tracing::error!(id = %msg.id, queue = name, error, "queue config failed; retrying the message in 60s");
+        let me = self.services().queues.clone();
+        actix::spawn(async move {
+            tokio::time::sleep(FAILURE_TTL).await;
+            me.do_send(Insert { msg, ctx, reply: None });
+        });
+    }
+}
+
+impl Handler<Created> for QueueManager {
+    type Result = ();
+
+    fn handle(&mut self, Created { name, result }: Created, ctx: &mut Context<Self>) {
+        let pending = match self.queues.remove(&name) {
+            Some(Slot::Creating(pending)) => pending,
+            _ => Vec::new(),
+        };
+        match result {
+            Ok(config) => {
+                let queue = ScheduledQueue::new(
+                    name.clone(),
+                    Arc::new(config),
+                    self.services().clone(),
+                    ctx.address(),
+                );
+                let addr = queue.start();
+                for (msg, insert_ctx, reply) in pending {
+                    addr.do_send(QueueInsert { msg, ctx: insert_ctx });
+                    if let Some(r) = reply {
+                        let _ = r.send(Ok(()));
+                    }
+                }
+                self.queues.insert(name, Slot::Ready(addr));
+            }
+            Err(error) => {
+                tracing::error!(queue = %name, %error, "get_queue_config failed; cached for 60s");
+                for (msg, insert_ctx, reply) in pending {
+                    self.creation_failed(&name, msg, insert_ctx, reply, &error);
+                }
+                self.queues.insert(name, Slot::Failed { error, until: Instant::now() + FAILURE_TTL });
+            }
+        }
+    }
+}
+
+/// A queue that has been empty for its reap interval asks to be dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ReapMe {
+    pub name: String,
+    pub addr: Addr<ScheduledQueue>,
+}
+
+impl Handler<ReapMe> for QueueManager {
+    type Result = ();
+    fn handle(&mut self, ReapMe { name, addr }: ReapMe, _: &mut Context<Self>) {
+        if matches!(self.queues.get(&name), Some(Slot::Ready(a)) if *a == addr) {
+            self.queues.remove(&name);
+            // Anything the queue received before this is handed back by StopQueue.
+            addr.do_send(StopQueue);
+        }
+    }
+}
+
+/// Look up a queue's actor (for inspection and admin sweeps).
+#[derive(Message)]
+#[rtype(result = "Option<Addr<ScheduledQueue>>")]
+pub(crate) struct Lookup(pub String);
+
+impl Handler<Lookup> for QueueManager {
+    type Result = Option<Addr<ScheduledQueue>>;
+    fn handle(&mut self, Lookup(name): Lookup, _: &mut Context<Self>) -> Self::Result {
+        match self.queues.get(&name) {
+            Some(Slot::Ready(addr)) => Some(addr.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/admin/suspend/v1`.
+#[derive(Message)]
+#[rtype(result = "uuid::Uuid")]
+pub struct Suspend {
+    pub criteria: Criteria,
+    pub reason: String,
+    pub duration: Duration,
+}
+
+impl Handler<Suspend> for QueueManager {
+    type Result = MessageResult<Suspend>;
+    fn handle(&mut self, msg: Suspend, _: &mut Context<Self>) -> Self::Result {
+        let id = uuid::Uuid::new_v4();
+        let expires = Utc::now() + chrono::Duration::from_std(msg.duration).unwrap_or(chrono::Duration::MAX);
+        let suspension = Suspension { id, criteria: msg.criteria, reason: msg.reason, expires };
+        if let Ok(mut s) = self.services().suspensions.lock() {
+            s.add(suspension);
+        }
+        MessageResult(id)
+    }
+}
+
+/// One live suspension as `suspend-list` shows it.
+#[derive(Debug, Clone)]
+pub struct SuspensionView {
+    pub suspension: Suspension,
+    pub remaining: Duration,
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<SuspensionView>")]
+pub struct ListSuspensions;
+
+impl Handler<ListSuspensions> for QueueManager {
+    type Result = MessageResult<ListSuspensions>;
+    fn handle(&mut self, _: ListSuspensions, _: &mut Context<Self>) -> Self::Result {
+        let now = Utc::now();
+        let list = match self.services().suspensions.lock() {
+            Ok(mut s) => s
+                .live(now)
+                .iter()
+                .map(|s| SuspensionView {
+                    suspension: s.clone(),
+                    remaining: (s.expires - now).to_std().unwrap_or_default(),
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        MessageResult(list)
+    }
+}
+
+/// `DELETE /api/admin/suspend/v1`; true if it existed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CancelSuspension(pub uuid::Uuid);
+
+impl Handler<CancelSuspension> for QueueManager {
+    type Result = bool;
+    fn handle(&mut self, CancelSuspension(id): CancelSuspension, _: &mut Context<Self>) -> bool {
+        self.services().suspensions.lock().map(|mut s| s.remove(&id)).unwrap_or(false)
+    }
+}

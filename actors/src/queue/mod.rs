@@ -1,0 +1,16 @@
+//! Scheduled queues: a [`QueueManager`] that finds or creates one [`ScheduledQueue`] actor per
+//! queue name, and the requeue path every transient failure takes. A queue actor owns only its
+//! messages' (due, id) pairs and one timer; bodies stay in the spool.
+
+mod inspect;
+mod manager;
+pub(crate) mod records;
+pub mod requeue;
+mod scheduled;
+mod services;
+
+pub use inspect::InspectQueue;
+pub use manager::{Attach, CancelSuspension, Insert, ListSuspensions, QueueManager, Suspend, SuspensionView};
+pub use records::{Attempt, Records};
+pub use scheduled::ScheduledQueue;
+pub use services::{DeliverySettings, Services};

@@ -1,0 +1,83 @@
+//! The delivery-side records (SPEC §6) in one place, so every path that logs a TransientFailure
+//! or a Bounce fills the same fields the same way.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ferry_config::format_duration;
+
+use crate::logging::Logger;
+use crate::model::insert_context::InsertContext;
+use crate::model::record::PeerAddress;
+use crate::model::{LogRecord, Message, RecordType, Response};
+
+/// Where and how an attempt went, for the record.
+#[derive(Debug, Clone, Default)]
+pub struct Attempt {
+    /// Ready queue name (`unspecified->…@smtp_client`), or "" for inline/policy decisions.
+    pub site: String,
+    pub peer: Option<PeerAddress>,
+    /// `ESMTP`, `Maildir`, `Lua`, `xfer`.
+    pub protocol: Option<String>,
+}
+
+/// Record helpers over a [`Logger`].
+pub struct Records<'a>(pub &'a Logger);
+
+impl Records<'_> {
+    fn base(
+        &self,
+        kind: RecordType,
+        msg: &Message,
+        queue: &str,
+        response: Response,
+        attempt: &Attempt,
+    ) -> LogRecord {
+        let mut r = self.0.record(kind, msg, queue);
+        r.response = response;
+        r.site = attempt.site.clone();
+        r.peer_address = attempt.peer.clone();
+        r.delivery_protocol = attempt.protocol.clone();
+        if attempt.protocol.is_some() {
+            r.egress_pool = Some("unspecified".into());
+            r.egress_source = Some("unspecified".into());
+        }
+        r
+    }
+
+    pub fn delivery(&self, msg: &Message, queue: &str, response: Response, attempt: &Attempt) {
+        self.0.log(&self.base(RecordType::Delivery, msg, queue, response, attempt));
+    }
+
+    pub fn transient(&self, msg: &Message, queue: &str, response: Response, attempt: &Attempt) {
+        self.0.log(&self.base(RecordType::TransientFailure, msg, queue, response, attempt));
+    }
+
+    pub fn bounce(&self, msg: &Message, queue: &str, response: Response, attempt: &Attempt) {
+        self.0.log(&self.base(RecordType::Bounce, msg, queue, response, attempt));
+    }
+
+    pub fn expiration(&self, msg: &Message, queue: &str, code: u16, enhanced: &str, reason: &str) {
+        let response = Response::new(code, Some(enhanced), reason);
+        self.0.log(&self.base(RecordType::Expiration, msg, queue, response, &Attempt::default()));
+    }
+
+    /// SPEC §2.3 step 4: `Delayed` 400 "Context: …. Next due in … at …".
+    pub fn delayed(
+        &self,
+        msg: &Message,
+        queue: &str,
+        ctx: &InsertContext,
+        due: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) {
+        let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
+        let content = format!(
+            "Context: {ctx}. Next due in {} at {}",
+            format_duration(Duration::from_secs(wait.as_secs())),
+            due.to_rfc3339()
+        );
+        let response = Response::new(400, None, content);
+        self.0.log(&self.base(RecordType::Delayed, msg, queue, response, &Attempt::default()));
+    }
+}

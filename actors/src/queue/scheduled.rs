@@ -1,0 +1,299 @@
+//! One scheduled queue (SPEC §2.3, §2.4). It owns the (due, id) pairs of its waiting messages and
+//! a single timer for the earliest one. Promotion hands a message on by message (SPEC I2): to a
+//! dispatcher, to an inline maildir write, or to the requeue path when the queue is suspended.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+
+use super::manager::{Insert, QueueManager, ReapMe};
+use super::records::{Attempt, Records};
+use super::requeue::{self, Requeue};
+use super::services::Services;
+use crate::delivery::{self, Enqueue, ReadyItem};
+use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::queue_config::{Protocol, QueueConfig, RefreshStrategy};
+use crate::model::queue_name;
+use crate::model::retry;
+use crate::model::{Message, MessageId, Response};
+
+/// How often a queue checks whether to refresh its config or be reaped (SPEC §2.1).
+const TICK: Duration = Duration::from_secs(10);
+
+pub struct ScheduledQueue {
+    name: String,
+    config: Arc<QueueConfig>,
+    config_fetched: Instant,
+    pub(super) services: Services,
+    manager: Addr<QueueManager>,
+    /// Waiting messages ordered by due time (unix nanos), then id.
+    waiting: BTreeSet<(i64, MessageId)>,
+    timer: Option<(i64, SpawnHandle)>,
+    last_changed: DateTime<Utc>,
+    empty_since: Option<Instant>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct QueueInsert {
+    pub msg: Message,
+    pub ctx: InsertContext,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopQueue;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct NewConfig(QueueConfig);
+
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+impl ScheduledQueue {
+    pub(crate) fn new(
+        name: String,
+        config: Arc<QueueConfig>,
+        services: Services,
+        manager: Addr<QueueManager>,
+    ) -> Self {
+        Self {
+            name,
+            config,
+            config_fetched: Instant::now(),
+            services,
+            manager,
+            waiting: BTreeSet::new(),
+            timer: None,
+            last_changed: Utc::now(),
+            empty_since: Some(Instant::now()),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn config(&self) -> &Arc<QueueConfig> {
+        &self.config
+    }
+
+    pub(crate) fn waiting(&self) -> impl Iterator<Item = (DateTime<Utc>, MessageId)> + '_ {
+        self.waiting.iter().map(|(due, id)| (DateTime::from_timestamp_nanos(*due), *id))
+    }
+
+    pub(crate) fn last_changed(&self) -> DateTime<Utc> {
+        self.last_changed
+    }
+
+    /// Keep exactly one timer, for the earliest due message.
+    fn arm_timer(&mut self, ctx: &mut Context<Self>) {
+        let Some(&(first, _)) = self.waiting.first() else {
+            if let Some((_, h)) = self.timer.take() {
+                ctx.cancel_future(h);
+            }
+            return;
+        };
+        if matches!(self.timer, Some((at, _)) if at == first) {
+            return;
+        }
+        if let Some((_, h)) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        let wait = Duration::from_nanos((first - nanos(Utc::now())).max(0) as u64);
+        let handle = ctx.run_later(wait, |act, ctx| {
+            act.timer = None;
+            act.on_due(ctx);
+        });
+        self.timer = Some((first, handle));
+    }
+
+    fn on_due(&mut self, ctx: &mut Context<Self>) {
+        let now = nanos(Utc::now());
+        while let Some(&(due, id)) = self.waiting.first() {
+            if due > now {
+                break;
+            }
+            self.waiting.pop_first();
+            self.promote_id(id, ctx);
+        }
+        self.touch();
+        self.arm_timer(ctx);
+    }
+
+    fn touch(&mut self) {
+        self.last_changed = Utc::now();
+        self.empty_since = if self.waiting.is_empty() { Some(Instant::now()) } else { None };
+    }
+
+    /// Promotion of a message known only by id: load it first (the body is not needed yet).
+    fn promote_id(&mut self, id: MessageId, ctx: &mut Context<Self>) {
+        match self.services.spool.load_meta(&id) {
+            Ok(Some(meta)) => {
+                let msg = Message::from_spool(id, meta, bytes::Bytes::new());
+                self.promote(msg, InsertContext::new(InsertReason::DueTimeWasReached), ctx);
+            }
+            Ok(None) => tracing::debug!(%id, queue = %self.name, "due message is no longer spooled"),
+            Err(e) => {
+                tracing::error!(%id, queue = %self.name, error = %e, "cannot load due message; it stays spooled")
+            }
+        }
+    }
+
+    /// SPEC §2.4, checks in order.
+    fn promote(&mut self, msg: Message, _reason: InsertContext, _ctx: &mut Context<Self>) {
+        let services = self.services.clone();
+        let suspended = services
+            .suspensions
+            .lock()
+            .ok()
+            .and_then(|s| s.matching(&self.name, Utc::now()).map(|s| s.reason.clone()));
+        if let Some(reason) = suspended {
+            suspend_transient(services, msg, self.name.clone(), self.config.clone(), reason);
+            return;
+        }
+        match &self.config.protocol {
+            Protocol::Maildir { .. } => {
+                let (queue, config) = (self.name.clone(), self.config.clone());
+                actix::spawn(
+                    async move { delivery::maildir::deliver(&services, msg, &queue, &config).await },
+                );
+            }
+            _ => {
+                let item = ReadyItem { id: msg.id, queue: self.name.clone(), config: self.config.clone() };
+                services.delivery.do_send(Enqueue(item));
+            }
+        }
+    }
+
+    fn refresh_config(&mut self, ctx: &mut Context<Self>) {
+        if self.config.refresh_strategy != RefreshStrategy::Ttl
+            || self.config_fetched.elapsed() < self.config.refresh_interval.0
+        {
+            return;
+        }
+        self.config_fetched = Instant::now();
+        let parts = queue_name::parse(&self.name);
+        let (policy, me, name) = (self.services.policy.clone(), ctx.address(), self.name.clone());
+        actix::spawn(async move {
+            match policy.call(move |state| state.get_queue_config(&parts)).await {
+                Ok(Ok(config)) => me.do_send(NewConfig(config)),
+                // SPEC §2.1: a failed refresh keeps the old config.
+                Ok(Err(e)) => {
+                    tracing::warn!(queue = %name, error = %e, "config refresh failed; keeping the old config")
+                }
+                Err(_) => {}
+            }
+        });
+    }
+}
+
+/// SPEC §2.4 step 2: a suspended queue answers promotion with a TF and the normal backoff.
+fn suspend_transient(
+    services: Services,
+    msg: Message,
+    queue: String,
+    config: Arc<QueueConfig>,
+    reason: String,
+) {
+    actix::spawn(async move {
+        let response = Response::new(
+            451,
+            Some("4.4.4"),
+            format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
+        );
+        let attempt = Attempt { site: queue.clone(), ..Default::default() };
+        Records(&services.logger).transient(&msg, &queue, response.clone(), &attempt);
+        let req = Requeue {
+            msg,
+            queue,
+            config,
+            response,
+            ctx: InsertContext::new(InsertReason::LoggedTransientFailure),
+            increment: true,
+            delay: None,
+        };
+        requeue::requeue(&services, req).await;
+    });
+}
+
+impl Actor for ScheduledQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK, |act, ctx| {
+            act.refresh_config(ctx);
+            let idle = act.empty_since.is_some_and(|t| t.elapsed() >= act.config.reap_interval.0);
+            if idle {
+                act.manager.do_send(ReapMe { name: act.name.clone(), addr: ctx.address() });
+            }
+        });
+    }
+}
+
+impl Handler<QueueInsert> for ScheduledQueue {
+    type Result = ();
+
+    /// SPEC §2.3.
+    fn handle(&mut self, QueueInsert { msg, mut ctx }: QueueInsert, actor_ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        // E3: messages loaded from the spool are checked against their stored due time.
+        if ctx.is_exactly(InsertReason::Enumerated) {
+            let due = msg.due.unwrap_or(now);
+            if let Err(retry::Expired(reason)) =
+                retry::check_expiry(due, msg.created(), self.config.max_age.0, msg.schedule.as_ref())
+            {
+                let (services, queue) = (self.services.clone(), self.name.clone());
+                actix::spawn(async move { requeue::expire(&services, &msg, &queue, &reason).await });
+                return;
+            }
+        }
+        match msg.due {
+            Some(due) if due > now => {
+                if ctx.is_exactly(InsertReason::Received) && msg.schedule.is_some() {
+                    ctx.push(InsertReason::ScheduledForLater);
+                }
+                let quiet = ctx.is_exactly(InsertReason::Enumerated)
+                    || ctx.contains(InsertReason::LoggedTransientFailure);
+                if !quiet {
+                    Records(&self.services.logger).delayed(&msg, &self.name, &ctx, due, now);
+                }
+                self.waiting.insert((nanos(due), msg.id));
+                self.touch();
+                self.arm_timer(actor_ctx);
+            }
+            _ => self.promote(msg, ctx, actor_ctx),
+        }
+    }
+}
+
+impl Handler<NewConfig> for ScheduledQueue {
+    type Result = ();
+    fn handle(&mut self, NewConfig(config): NewConfig, _: &mut Context<Self>) {
+        // Later decisions only; existing due times stay (SPEC §2.1).
+        self.config = Arc::new(config);
+    }
+}
+
+impl Handler<StopQueue> for ScheduledQueue {
+    type Result = ();
+    fn handle(&mut self, _: StopQueue, ctx: &mut Context<Self>) {
+        // Anything that arrived after the reap request goes back through the manager.
+        for (_, id) in std::mem::take(&mut self.waiting) {
+            if let Ok(Some(meta)) = self.services.spool.load_meta(&id) {
+                let msg = Message::from_spool(id, meta, bytes::Bytes::new());
+                self.manager.do_send(Insert {
+                    msg,
+                    ctx: InsertContext::new(InsertReason::Enumerated),
+                    reply: None,
+                });
+            }
+        }
+        ctx.stop();
+    }
+}

@@ -1,0 +1,53 @@
+//! Handles every queue and delivery actor needs. Cloned into each; all cheap to clone.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::Addr;
+use actix_rt::ArbiterHandle;
+
+use super::manager::QueueManager;
+use crate::delivery::DeliveryManager;
+use crate::delivery::mx::Resolver;
+use crate::logging::Logger;
+use crate::model::admin::Suspensions;
+use crate::policy::PolicyPool;
+use crate::spool::{Spool, SpoolWriter};
+
+/// Outbound delivery knobs.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub ehlo_name: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    /// Concurrent connections per site.
+    pub connection_limit: usize,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            ehlo_name: "localhost".into(),
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(300),
+            connection_limit: 32,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
+    pub spool: Spool,
+    pub writer: SpoolWriter,
+    pub logger: Logger,
+    pub policy: PolicyPool,
+    pub suspensions: Arc<Mutex<Suspensions>>,
+    pub queues: Addr<QueueManager>,
+    pub delivery: Addr<DeliveryManager>,
+    pub settings: Arc<DeliverySettings>,
+    pub resolver: Arc<Resolver>,
+    /// Arbiters that run delivery connections, round robin.
+    pub workers: Arc<Vec<ArbiterHandle>>,
+}

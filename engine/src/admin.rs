@@ -1,0 +1,136 @@
+//! The admin client: `ferry suspend`, `inspect-sched-q`, … with KumoMTA kcli's flags and HTTP calls
+//! (SPEC §5). Endpoint: `--endpoint`, else `$KUMO_KCLI_ENDPOINT`, else http://127.0.0.1:8000.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Endpoint {
+    /// Admin HTTP endpoint of the node.
+    #[arg(long, env = "KUMO_KCLI_ENDPOINT", default_value = "http://127.0.0.1:8000", global = true)]
+    pub endpoint: String,
+}
+
+/// Queue selection shared by suspend, bounce, xfer and rebind.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[group(required = true, multiple = true)]
+pub struct Selection {
+    #[arg(long)]
+    pub domain: Option<String>,
+    #[arg(long)]
+    pub campaign: Option<String>,
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Exact scheduled queue name; repeatable. Excludes the other criteria.
+    #[arg(long = "queue", conflicts_with_all = ["domain", "campaign", "tenant"])]
+    pub queues: Vec<String>,
+    /// Every queue.
+    #[arg(long, conflicts_with_all = ["domain", "campaign", "tenant", "queues"])]
+    pub everything: bool,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AdminCmd {
+    /// Suspend delivery for matching scheduled queues: each promotion becomes a transient failure.
+    Suspend {
+        #[command(flatten)]
+        selection: Selection,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "5m")]
+        duration: String,
+    },
+    /// List active suspensions.
+    SuspendList,
+    /// Cancel a suspension.
+    SuspendCancel {
+        #[arg(long)]
+        id: String,
+    },
+    /// Show the messages waiting in a scheduled queue.
+    InspectSchedQ {
+        queue: String,
+        #[arg(long)]
+        want_body: bool,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        #[arg(long)]
+        no_limit: bool,
+    },
+}
+
+/// Send a request; non-2xx is an error carrying the body.
+async fn call(method: awc::http::Method, url: String, body: Option<Value>) -> anyhow::Result<(u16, String)> {
+    let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+    let req = client.request(method, &url);
+    let mut resp = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    }
+    .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let bytes = resp.body().limit(64 << 20).await.with_context(|| format!("reading the reply from {url}"))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let status = resp.status();
+    if !status.is_success() {
+        bail!("{url}: {status}: {text}");
+    }
+    Ok((status.as_u16(), text))
+}
+
+fn pretty(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
+        .unwrap_or_else(|_| text.to_string())
+}
+
+pub fn run(endpoint: &Endpoint, cmd: AdminCmd) -> anyhow::Result<()> {
+    actix_rt::System::new().block_on(run_async(endpoint.endpoint.trim_end_matches('/').to_string(), cmd))
+}
+
+async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
+    use awc::http::Method;
+    match cmd {
+        AdminCmd::Suspend { selection, reason, duration } => {
+            let body = json!({
+                "campaign": selection.campaign, "tenant": selection.tenant, "domain": selection.domain,
+                "queue_names": selection.queues, "reason": reason, "duration": duration,
+            });
+            let (_, text) = call(Method::POST, format!("{base}/api/admin/suspend/v1"), Some(body)).await?;
+            println!("{}", pretty(&text));
+        }
+        AdminCmd::SuspendList => {
+            let (_, text) = call(Method::GET, format!("{base}/api/admin/suspend/v1"), None).await?;
+            println!("{}", pretty(&text));
+        }
+        AdminCmd::SuspendCancel { id } => {
+            let (_, text) =
+                call(Method::DELETE, format!("{base}/api/admin/suspend/v1"), Some(json!({"id": id}))).await?;
+            println!("{text}");
+        }
+        AdminCmd::InspectSchedQ { queue, want_body, limit, no_limit } => {
+            let mut url =
+                format!("{base}/api/admin/inspect-sched-q/v1?queue_name={}&limit={limit}", urlencode(&queue));
+            if want_body {
+                url.push_str("&want_body=true");
+            }
+            if no_limit {
+                url.push_str("&no_limit=true");
+            }
+            let (_, text) = call(Method::GET, url, None).await?;
+            println!("{}", pretty(&text));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encode a query value (queue names contain ':', '@', '!', '/').
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! `ferry`: the engine (`ferry serve`) and its operator tools. A library so that the
+//! integration tests can build the very same binary as a target of their own package.
+
+mod admin;
+mod bench;
+mod cli;
+mod node;
+mod serve;
+
+pub(crate) use cli::EXIT_CONFIG;
+pub use cli::main;

@@ -1,0 +1,131 @@
+//! Admin endpoints with KumoMTA-compatible paths and JSON (SPEC §5).
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use ferry_actors::model::admin::Criteria;
+use ferry_actors::queue::{CancelSuspension, InspectQueue, ListSuspensions, Suspend};
+use ferry_config::{HumanDuration, format_duration};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::errors::json_error;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/admin/suspend/v1")
+            .route(web::post().to(suspend))
+            .route(web::get().to(suspend_list))
+            .route(web::delete().to(suspend_cancel)),
+    )
+    .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect));
+}
+
+/// Default duration of a suspension (SPEC §2.8).
+const DEFAULT_SUSPEND: Duration = Duration::from_secs(300);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuspendRequest {
+    #[serde(default)]
+    campaign: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    queue_names: Vec<String>,
+    reason: String,
+    #[serde(default)]
+    duration: Option<HumanDuration>,
+    #[serde(default)]
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) -> HttpResponse {
+    let body = body.into_inner();
+    let duration = match (body.duration, body.expires) {
+        (Some(_), Some(_)) => {
+            return json_error(StatusCode::BAD_REQUEST, "give either duration or expires, not both");
+        }
+        (_, Some(expires)) => match (expires - chrono::Utc::now()).to_std() {
+            Ok(d) => d,
+            Err(_) => return json_error(StatusCode::BAD_REQUEST, "expires is in the past"),
+        },
+        (Some(d), None) => d.0,
+        (None, None) => DEFAULT_SUSPEND,
+    };
+    let criteria = Criteria {
+        campaign: body.campaign,
+        tenant: body.tenant,
+        domain: body.domain,
+        routing_domain: None,
+        queue_names: body.queue_names,
+    };
+    match state.queues.send(Suspend { criteria, reason: body.reason, duration }).await {
+        Ok(id) => HttpResponse::Ok().json(serde_json::json!({"id": id})),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
+    match state.queues.send(ListSuspensions).await {
+        Ok(list) => {
+            let out: Vec<_> = list
+                .into_iter()
+                .map(|v| {
+                    let c = &v.suspension.criteria;
+                    serde_json::json!({
+                        "id": v.suspension.id,
+                        "campaign": c.campaign,
+                        "tenant": c.tenant,
+                        "domain": c.domain,
+                        "queue_names": c.queue_names,
+                        "reason": v.suspension.reason,
+                        "duration": format_duration(Duration::from_secs(v.remaining.as_secs())),
+                    })
+                })
+                .collect();
+            HttpResponse::Ok().json(out)
+        }
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdRequest {
+    id: uuid::Uuid,
+}
+
+async fn suspend_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) -> HttpResponse {
+    match state.queues.send(CancelSuspension(body.id)).await {
+        Ok(true) => HttpResponse::Ok().content_type("text/plain").body(format!("removed {}", body.id)),
+        Ok(false) => json_error(StatusCode::NOT_FOUND, format!("no suspension with id {}", body.id)),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct InspectQuery {
+    queue_name: String,
+    #[serde(default)]
+    want_body: bool,
+    /// Default 5; 0 or absent `no_limit=true` means every message.
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    no_limit: bool,
+}
+
+async fn inspect(state: web::Data<AppState>, q: web::Query<InspectQuery>) -> HttpResponse {
+    let q = q.into_inner();
+    let limit = if q.no_limit { None } else { Some(q.limit.unwrap_or(5)) };
+    let name = q.queue_name.clone();
+    match state.queues.send(InspectQueue { queue_name: q.queue_name, want_body: q.want_body, limit }).await {
+        Ok(Some(v)) => HttpResponse::Ok().json(v),
+        Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no scheduled queue named {name}")),
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
