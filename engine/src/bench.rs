@@ -26,14 +26,25 @@ pub struct BenchArgs {
     /// Recipient domain.
     #[arg(long, default_value = "example.com")]
     domain: String,
+    /// Spread recipients over this many domains (d0.<domain> …), i.e. that many queues.
+    #[arg(long, default_value_t = 1)]
+    domains: u64,
+    /// Extra header line added to every message, e.g. 'X-Schedule: {"first_attempt":"2099-01-01T00:00:00Z"}'.
+    #[arg(long = "header")]
+    headers: Vec<String>,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(args))
 }
 
-fn body(size: usize) -> Vec<u8> {
-    let mut b = b"From: bench@ferry.test\r\nTo: bench@example.com\r\nSubject: ferry bench\r\n\r\n".to_vec();
+fn body(size: usize, headers: &[String]) -> Vec<u8> {
+    let mut b = b"From: bench@ferry.test\r\nTo: bench@example.com\r\nSubject: ferry bench\r\n".to_vec();
+    for h in headers {
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(b"\r\n");
+    }
+    b.extend_from_slice(b"\r\n");
     let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
     while b.len() + line.len() <= size {
         b.extend_from_slice(line);
@@ -83,8 +94,12 @@ async fn connection(
             break;
         }
         let started = Instant::now();
-        let envelope =
-            format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{}>\r\nDATA\r\n", args.domain);
+        let domain = if args.domains > 1 {
+            format!("d{}.{}", n % args.domains, args.domain)
+        } else {
+            args.domain.clone()
+        };
+        let envelope = format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{domain}>\r\nDATA\r\n");
         w.write_all(envelope.as_bytes()).await?;
         let codes = [
             reply(&mut r, &mut line).await?,
@@ -112,7 +127,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let args = Arc::new(args);
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let data = Arc::new(body(args.size));
+    let data = Arc::new(body(args.size, &args.headers));
     let started = Instant::now();
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|_| tokio::spawn(connection(args.clone(), next.clone(), failed.clone(), data.clone())))
@@ -140,6 +155,92 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ms(0.9),
         ms(0.99),
         hist.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+/// `ferry bench-policy`: requeue decisions per second through the LuaPolicy actor (the pool of
+/// Lua states), with a trivial handler or the seed 001 smart-host handler.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyBenchArgs {
+    /// `trivial` (returns at once) or `seed` (seed 001's reroute check).
+    #[arg(long, default_value = "seed")]
+    handler: String,
+    #[arg(long, default_value_t = 200_000)]
+    decisions: u64,
+    /// Decisions in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: u64,
+    /// Lua states in the pool; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    states: usize,
+}
+
+const TRIVIAL: &str = "kumo.on('requeue_message', function(msg) end)";
+const SEED: &str = "local SMART_HOST = '[10.0.0.1]'
+kumo.on('requeue_message', function(msg)
+  local queue = msg:get_queue_name()
+  if queue ~= SMART_HOST and msg:num_attempts() >= 2 then
+    msg:set_meta('queue', SMART_HOST)
+    msg:set_scheduling(nil)
+  end
+end)";
+
+pub fn run_policy(args: PolicyBenchArgs) -> anyhow::Result<()> {
+    use ferry_actors::model::{Message, MessageIdGenerator};
+    use ferry_actors::policy::PolicyPool;
+    use ferry_actors::policy::requeue::RequeueArgs;
+    use ferry_config::PolicySource;
+
+    let text = match args.handler.as_str() {
+        "trivial" => TRIVIAL,
+        "seed" => SEED,
+        other => bail!("unknown --handler {other:?}: use trivial or seed"),
+    };
+    let pool = PolicyPool::start(Some(PolicySource::Embedded { name: "bench.lua", text }), args.states)?;
+    let ids = MessageIdGenerator::new(&uuid::Uuid::new_v4());
+    let mut template = Message::new(
+        ids.generate(),
+        "sender@example.com".into(),
+        vec!["user@example.com".into()],
+        bytes::Bytes::from_static(b"Subject: bench\r\n\r\nbody\r\n"),
+    );
+    template.num_attempts = 1;
+    let requeue = RequeueArgs {
+        smtp_response: "400 4.0.0 tempfail requested".into(),
+        insert_context: vec!["LoggedTransientFailure".into()],
+        increment_attempts: true,
+        delay: None,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let started = Instant::now();
+    let per_task = args.decisions / args.concurrency.max(1);
+    let total = per_task * args.concurrency.max(1);
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..args.concurrency.max(1))
+            .map(|_| {
+                let (pool, template, requeue) = (pool.clone(), template.clone(), requeue.clone());
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let (msg, args) = (template.clone(), requeue.clone());
+                        let (_, result) = pool.call(move |state| state.requeue_message(msg, &args)).await?;
+                        result?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        anyhow::Ok(())
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{total} requeue decisions with the {} handler on {} Lua state(s) in {secs:.2}s: {:.0} decisions/s",
+        args.handler,
+        pool.size(),
+        total as f64 / secs
     );
     Ok(())
 }

@@ -43,6 +43,8 @@ enum Cmd {
     },
     /// SMTP load generator: sends messages and reports msgs/s and latency percentiles.
     BenchSmtp(bench::BenchArgs),
+    /// Requeue decisions per second through the policy actor.
+    BenchPolicy(bench::PolicyBenchArgs),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -89,6 +91,7 @@ pub fn main() -> ExitCode {
             Err(code) => return code,
         },
         Cmd::BenchSmtp(args) => bench::run(args),
+        Cmd::BenchPolicy(args) => bench::run_policy(args),
         Cmd::Admin(cmd) => admin::run(&cli.endpoint, cmd),
     };
     match result {

@@ -97,8 +97,12 @@ async fn serve(config: Config) -> Result<(), Failure> {
     for id in &inventory.corrupt {
         tracing::warn!(%id, "corrupt spool record left in place for inspection");
     }
-    let policy = PolicyPool::start(config.policy_source(), config.policy.pool_size)
-        .map_err(|e| Failure::Config(e.to_string()))?;
+    let policy = PolicyPool::start_with_timeout(
+        config.policy_source(),
+        config.policy.pool_size,
+        config.policy.handler_timeout.0,
+    )
+    .map_err(|e| Failure::Config(e.to_string()))?;
     let spool_writer = SpoolWriter::start(spool);
     let log_writer = LogWriterHandle::start(SegmentConfig {
         dir: config.logs_dir(),
@@ -218,6 +222,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Inserts in flight during start-up enumeration.
+const ENUMERATION_WINDOW: u64 = 1000;
+
 /// Re-insert every spooled message with `[Enumerated]` (SPEC §2.9), keeping its stored due time
 /// and attempts (D1). Runs on its own thread so a large spool does not delay the listeners.
 fn enumerate_spool(services: &Services) {
@@ -225,6 +232,7 @@ fn enumerate_spool(services: &Services) {
     let spawned = std::thread::Builder::new().name("ferry-spool-load".into()).spawn(move || {
         let started = std::time::Instant::now();
         let (mut loaded, mut unroutable) = (0u64, Vec::new());
+        let mut in_flight: Option<tokio::sync::oneshot::Receiver<Result<(), String>>> = None;
         let result = services.spool.for_each_meta(|id, meta| {
             match meta {
                 Ok(meta) => {
@@ -233,7 +241,18 @@ fn enumerate_spool(services: &Services) {
                         Ok(_) => {
                             loaded += 1;
                             let ctx = InsertContext::new(InsertReason::Enumerated);
-                            services.queues.do_send(Insert { msg, ctx, reply: None });
+                            // Backpressure: wait for the manager every so often, so a large spool
+                            // never sits in a mailbox all at once.
+                            if loaded % ENUMERATION_WINDOW == 0 {
+                                let (tx, rx) = tokio::sync::oneshot::channel();
+                                services.queues.do_send(Insert { msg, ctx, reply: Some(tx), check_expiry: false });
+                                // Wait for the previous window, keeping this one in flight.
+                                if let Some(previous) = in_flight.replace(rx) {
+                                    let _ = previous.blocking_recv();
+                                }
+                            } else {
+                                services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
+                            }
                         }
                         Err(e) => unroutable.push((msg, e.to_string())),
                     }

@@ -38,21 +38,17 @@ impl FerryNode {
     pub fn start(extra: &str, policy: Option<&str>) -> FerryNode {
         let dir = tempfile::Builder::new().prefix("ferry-it-").tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let policy_line = match policy {
+        let policy_section = match policy {
             Some(text) => {
                 std::fs::write(dir.path().join("policy.lua"), text).unwrap();
                 "[policy]\nscript = \"policy.lua\"\n"
             }
             None => "",
         };
-        let config = format!(
-            "[node]\ndata_dir = \"{}\"\n\n{}\n{policy_line}",
-            data.display(),
-            merge_sections(
-                "[smtp]\nlisten = \"127.0.0.1:0\"\nhostname = \"ferry.test\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[logs]\nmax_segment_duration = \"1s\"\n",
-                extra
-            )
+        let base = format!(
+            "[smtp]\nlisten = \"127.0.0.1:0\"\nhostname = \"ferry.test\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[logs]\nmax_segment_duration = \"1s\"\n\n{policy_section}"
         );
+        let config = format!("[node]\ndata_dir = \"{}\"\n\n{}", data.display(), merge_sections(&base, extra));
         std::fs::write(dir.path().join("ferry.toml"), config).unwrap();
         let mut node = FerryNode {
             dir,

@@ -95,6 +95,9 @@ impl SmtpClient {
                 return fail(ClientError::Connect(format!("{peer}: no TCP connection within {limit:?}")));
             }
         };
+        // SMTP is request/response: without this, the final "." of DATA waits for a delayed ACK
+        // (Nagle), costing ~40 ms per message.
+        let _ = tcp.set_nodelay(true);
         let sent_any = Arc::new(AtomicBool::new(false));
         let stream = Box::new(Stream { tcp, helo, head_written: 0, sent_any: sent_any.clone() });
         let client_id = match settings.ehlo_name.parse::<IpAddr>() {

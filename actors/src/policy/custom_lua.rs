@@ -74,9 +74,11 @@ impl PolicyState {
             Ok(ud) => ud,
             Err(e) => panic!("cannot create message userdata for {id}: {e}"),
         };
-        let result = conn
-            .get::<mlua::Function>("send")
-            .and_then(|send| send.call::<Value>((conn.clone(), ud.clone())))
+        let result = self
+            .with_deadline(|| {
+                conn.get::<mlua::Function>("send")
+                    .and_then(|send| send.call::<Value>((conn.clone(), ud.clone())))
+            })
             .map_err(|e| PolicyError::from_lua(&e))
             .map(|v| match v {
                 Value::String(s) => s.to_string_lossy(),

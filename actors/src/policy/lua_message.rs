@@ -130,6 +130,24 @@ impl UserData for LuaMessage {
             }
             Ok(())
         });
+        // SPEC §8: set_due(t|nil) returns the due time after Adjust; nil means due now.
+        methods.add_method_mut("set_due", |lua, m, t: Option<String>| {
+            let due = match t {
+                None => None,
+                Some(text) => Some(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|e| {
+                            runtime_error(lua, format!("set_due: {text:?} is not an RFC 3339 time: {e}"))
+                        })?
+                        .with_timezone(&Utc),
+                ),
+            };
+            m.0.due = match (&m.0.schedule, due) {
+                (Some(s), d) => Some(s.adjust(d.unwrap_or_else(Utc::now))),
+                (None, d) => d,
+            };
+            Ok(m.0.due.map(|d| d.to_rfc3339()))
+        });
         methods.add_method("get_first_named_header_value", |_, m, name: String| {
             Ok(headers::first_named(&m.0.data, &name))
         });

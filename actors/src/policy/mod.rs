@@ -9,6 +9,7 @@ pub mod kumo;
 pub mod lua_message;
 mod pool;
 pub mod queue_config;
+pub mod requeue;
 mod state;
 pub mod time_delta;
 

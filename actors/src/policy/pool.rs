@@ -28,6 +28,15 @@ impl PolicyPool {
     /// Start `size` states (0 = one per core), each loading the policy. Fails with the first
     /// load error, which names the file and line.
     pub fn start(source: Option<PolicySource>, size: usize) -> Result<PolicyPool, PolicyError> {
+        Self::start_with_timeout(source, size, std::time::Duration::from_secs(5))
+    }
+
+    /// Like [`start`](Self::start), with `policy.handler_timeout`.
+    pub fn start_with_timeout(
+        source: Option<PolicySource>,
+        size: usize,
+        handler_timeout: std::time::Duration,
+    ) -> Result<PolicyPool, PolicyError> {
         let size = if size == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { size };
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -38,7 +47,7 @@ impl PolicyPool {
             std::thread::Builder::new()
                 .name(format!("ferry-policy-{n}"))
                 .spawn(move || {
-                    let state = match PolicyState::load(source.as_ref()) {
+                    let state = match PolicyState::load_with_timeout(source.as_ref(), handler_timeout) {
                         Ok(state) => {
                             let _ = ready.send(Ok(state.registered_events()));
                             state

@@ -31,6 +31,10 @@ impl PolicyState {
     /// Run the `get_queue_config` chain: the first handler returning a config wins; nil (or
     /// nothing) continues; with no config from any handler, all defaults apply.
     pub fn get_queue_config(&self, parts: &QueueNameParts) -> Result<QueueConfig, PolicyError> {
+        self.with_deadline(|| self.get_queue_config_inner(parts))
+    }
+
+    fn get_queue_config_inner(&self, parts: &QueueNameParts) -> Result<QueueConfig, PolicyError> {
         let lua = self.lua();
         let handlers = kumo::handlers(lua, "get_queue_config").map_err(|e| PolicyError::from_lua(&e))?;
         for handler in handlers {

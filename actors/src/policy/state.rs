@@ -10,12 +10,36 @@ use ferry_config::PolicySource;
 
 pub struct PolicyState {
     lua: Lua,
+    handler_timeout: std::time::Duration,
 }
+
+/// When the running handler must have finished; checked by an instruction-count hook.
+struct Deadline(std::time::Instant);
+
+/// Instructions between deadline checks: cheap, yet a runaway loop is caught within microseconds.
+const HOOK_EVERY: u32 = 10_000;
 
 impl PolicyState {
     /// Create a state and run the policy file in it. Errors name the file and line.
     pub fn load(source: Option<&PolicySource>) -> Result<PolicyState, PolicyError> {
+        Self::load_with_timeout(source, std::time::Duration::from_secs(5))
+    }
+
+    /// Like [`load`](Self::load), with a limit on how long one event handler may run.
+    pub fn load_with_timeout(
+        source: Option<&PolicySource>,
+        handler_timeout: std::time::Duration,
+    ) -> Result<PolicyState, PolicyError> {
         let lua = Lua::new();
+        lua.set_hook(mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, _| {
+            match lua.app_data_ref::<Deadline>() {
+                Some(d) if std::time::Instant::now() > d.0 => {
+                    Err(mlua::Error::runtime("handler exceeded its time limit (policy.handler_timeout)"))
+                }
+                _ => Ok(mlua::VmState::Continue),
+            }
+        })
+        .map_err(|e| PolicyError::Load(e.to_string()))?;
         kumo::install(&lua).map_err(|e| PolicyError::Load(e.to_string()))?;
         if let Some(source) = source {
             let (name, text) = match source {
@@ -34,7 +58,15 @@ impl PolicyState {
                 other => PolicyError::Load(other.to_string()),
             })?;
         }
-        Ok(PolicyState { lua })
+        Ok(PolicyState { lua, handler_timeout })
+    }
+
+    /// Run `f` with the handler time limit armed.
+    pub fn with_deadline<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.lua.set_app_data(Deadline(std::time::Instant::now() + self.handler_timeout));
+        let r = f();
+        self.lua.remove_app_data::<Deadline>();
+        r
     }
 
     pub fn lua(&self) -> &Lua {
@@ -67,6 +99,7 @@ impl PolicyState {
             Err(e) => panic!("cannot create message userdata for {id}: {e}"),
         };
         let mut outcome = Ok(());
+        let _armed = self.lua.set_app_data(Deadline(std::time::Instant::now() + self.handler_timeout));
         for handler in handlers {
             let args = extra(&self.lua).map(|mut rest| {
                 rest.push_front(mlua::Value::UserData(ud.clone()));
@@ -82,6 +115,7 @@ impl PolicyState {
                 }
             }
         }
+        self.lua.remove_app_data::<Deadline>();
         match ud.take::<LuaMessage>() {
             Ok(LuaMessage(msg)) => (msg, outcome),
             Err(e) => panic!("message userdata {id} could not be taken back: {e}"),

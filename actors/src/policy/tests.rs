@@ -3,6 +3,7 @@ use ferry_config::PolicySource;
 
 use super::*;
 use crate::model::{Message, MessageIdGenerator};
+use crate::policy::requeue;
 
 fn policy(text: &str) -> Result<PolicyState, PolicyError> {
     let text: &'static str = Box::leak(text.to_string().into_boxed_str());
@@ -287,4 +288,100 @@ end)
         none.get_queue_config(&parse("x.com")).unwrap(),
         crate::model::queue_config::QueueConfig::default()
     );
+}
+
+fn requeue_args() -> requeue::RequeueArgs {
+    requeue::RequeueArgs {
+        smtp_response: "400 4.0.0 tempfail requested".into(),
+        insert_context: vec!["LoggedTransientFailure".into()],
+        increment_attempts: true,
+        delay: None,
+    }
+}
+
+#[test]
+fn requeue_handlers_see_the_spec_arguments_and_attempts_before_the_increment() {
+    let state = policy(
+        r#"
+kumo.on('requeue_message', function(msg, smtp_response, insert_context, increment_attempts, delay)
+  msg:set_meta('seen', table.concat({ smtp_response, table.concat(insert_context, ','),
+    tostring(increment_attempts), tostring(delay), tostring(msg:num_attempts()) }, '|'))
+end)
+"#,
+    )
+    .unwrap();
+    let mut m = message("\r\n");
+    m.num_attempts = 2;
+    let (msg, result) = state.requeue_message(m, &requeue_args());
+    result.unwrap();
+    assert_eq!(
+        msg.get_meta("seen"),
+        Some(&serde_json::json!("400 4.0.0 tempfail requested|LoggedTransientFailure|true|nil|2"))
+    );
+    let mut with_delay = requeue_args();
+    with_delay.delay = Some(std::time::Duration::from_secs(90));
+    with_delay.increment_attempts = false;
+    let (msg, _) = state.requeue_message(message("\r\n"), &with_delay);
+    assert_eq!(
+        msg.get_meta("seen"),
+        Some(&serde_json::json!("400 4.0.0 tempfail requested|LoggedTransientFailure|false|1m 30s|0"))
+    );
+}
+
+#[test]
+fn requeue_chain_stops_on_nil_and_on_reject() {
+    let state = policy(
+        r#"
+kumo.on('requeue_message', function(msg) msg:set_meta('first', true) end)
+kumo.on('requeue_message', function(msg)
+  if msg:recipient().user == 'reject' then kumo.reject(421, 'no') end
+  if msg:recipient().user == 'stop' then return nil end
+end)
+kumo.on('requeue_message', function(msg) msg:set_meta('third', true) end)
+"#,
+    )
+    .unwrap();
+    let with_rcpt =
+        |user: &str| Message { recipients: vec![format!("{user}@example.com")], ..message("\r\n") };
+    let (msg, result) = state.requeue_message(with_rcpt("go"), &requeue_args());
+    result.unwrap();
+    assert!(msg.get_meta("first").is_some() && msg.get_meta("third").is_some());
+    let (msg, result) = state.requeue_message(with_rcpt("stop"), &requeue_args());
+    result.unwrap();
+    assert_eq!(msg.get_meta("third"), None, "explicit nil stops the chain");
+    let (msg, result) = state.requeue_message(with_rcpt("reject"), &requeue_args());
+    assert_eq!(result, Err(PolicyError::Rejected { code: 421, text: "no".into() }));
+    assert_eq!(msg.get_meta("third"), None, "later handlers are not called after a reject");
+}
+
+#[test]
+fn a_runaway_handler_hits_the_time_limit() {
+    let text: &'static str = "kumo.on('requeue_message', function(msg) while true do end end)";
+    let state = PolicyState::load_with_timeout(
+        Some(&PolicySource::Embedded { name: "loop.lua", text }),
+        std::time::Duration::from_millis(200),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (_, result) = state.requeue_message(message("\r\n"), &requeue_args());
+    let Err(PolicyError::Lua(text)) = result else { panic!("expected a time-limit error") };
+    assert!(text.contains("time limit"), "{text}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn set_due_applies_the_schedule_and_nil_means_now() {
+    let state = policy(
+        r#"
+kumo.on('smtp_server_message_received', function(msg)
+  msg:set_scheduling { first_attempt = '2999-01-01T00:00:00+00:00' }
+  local due = msg:set_due('2030-01-01T00:00:00Z')
+  msg:set_meta('due', due)
+end)
+"#,
+    )
+    .unwrap();
+    let (msg, result) = received(&state, message("\r\n"));
+    result.unwrap();
+    assert_eq!(msg.get_meta("due"), Some(&serde_json::json!("2999-01-01T00:00:00+00:00")));
 }

@@ -28,6 +28,8 @@ const FAILURE_TTL: Duration = Duration::from_secs(60);
 pub struct Insert {
     pub msg: Message,
     pub ctx: InsertContext,
+    /// Check expiry (E2) against the destination queue's config: set when a message is rebound.
+    pub check_expiry: bool,
     pub reply: Option<oneshot::Sender<Result<(), String>>>,
 }
 
@@ -35,7 +37,7 @@ type InsertReply = oneshot::Sender<Result<(), String>>;
 
 enum Slot {
     Ready(Addr<ScheduledQueue>),
-    Creating(Vec<(Message, InsertContext, Option<InsertReply>)>),
+    Creating(Vec<(Message, InsertContext, Option<InsertReply>, bool)>),
     Failed { error: String, until: Instant },
 }
 
@@ -86,7 +88,7 @@ struct Created {
 impl Handler<Insert> for QueueManager {
     type Result = ();
 
-    fn handle(&mut self, Insert { msg, ctx, reply }: Insert, actor_ctx: &mut Context<Self>) {
+    fn handle(&mut self, Insert { msg, ctx, reply, check_expiry }: Insert, actor_ctx: &mut Context<Self>) {
         let name = match msg.queue_name() {
             Ok(name) => name,
             Err(e) => {
@@ -108,18 +110,18 @@ impl Handler<Insert> for QueueManager {
         }
         match self.queues.get_mut(&name) {
             Some(Slot::Ready(addr)) => {
-                addr.do_send(QueueInsert { msg, ctx });
+                addr.do_send(QueueInsert { msg, ctx, check_expiry });
                 if let Some(r) = reply {
                     let _ = r.send(Ok(()));
                 }
             }
-            Some(Slot::Creating(pending)) => pending.push((msg, ctx, reply)),
+            Some(Slot::Creating(pending)) => pending.push((msg, ctx, reply, check_expiry)),
             Some(Slot::Failed { error, until }) if *until > Instant::now() => {
                 let error = error.clone();
                 self.creation_failed(&name, msg, ctx, reply, &error);
             }
             _ => {
-                self.queues.insert(name.clone(), Slot::Creating(vec![(msg, ctx, reply)]));
+                self.queues.insert(name.clone(), Slot::Creating(vec![(msg, ctx, reply, check_expiry)]));
                 let policy = self.services().policy.clone();
                 let parts = queue_name::parse(&name);
                 let me = actor_ctx.address();
@@ -155,7 +157,7 @@ impl QueueManager {
         let me = self.services().queues.clone();
         actix::spawn(async move {
             tokio::time::sleep(FAILURE_TTL).await;
-            me.do_send(Insert { msg, ctx, reply: None });
+            me.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
         });
     }
 }
@@ -177,8 +179,8 @@ impl Handler<Created> for QueueManager {
                     ctx.address(),
                 );
                 let addr = queue.start();
-                for (msg, insert_ctx, reply) in pending {
-                    addr.do_send(QueueInsert { msg, ctx: insert_ctx });
+                for (msg, insert_ctx, reply, check_expiry) in pending {
+                    addr.do_send(QueueInsert { msg, ctx: insert_ctx, check_expiry });
                     if let Some(r) = reply {
                         let _ = r.send(Ok(()));
                     }
@@ -187,7 +189,7 @@ impl Handler<Created> for QueueManager {
             }
             Err(error) => {
                 tracing::error!(queue = %name, %error, "get_queue_config failed; cached for 60s");
-                for (msg, insert_ctx, reply) in pending {
+                for (msg, insert_ctx, reply, _) in pending {
                     self.creation_failed(&name, msg, insert_ctx, reply, &error);
                 }
                 self.queues.insert(name, Slot::Failed { error, until: Instant::now() + FAILURE_TTL });

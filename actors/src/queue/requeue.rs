@@ -8,12 +8,14 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::manager::Insert;
-use super::records::Records;
+use super::records::{Attempt, Records};
 use super::services::Services;
 use crate::model::insert_context::InsertContext;
 use crate::model::queue_config::QueueConfig;
 use crate::model::retry::{self, Expired};
 use crate::model::{Message, Response};
+use crate::policy::PolicyError;
+use crate::policy::requeue::RequeueArgs;
 use crate::spool::SpoolOp;
 
 /// A message going back to a queue after a transient failure or a throttle.
@@ -29,22 +31,114 @@ pub struct Requeue {
     pub delay: Option<Duration>,
 }
 
-/// Apply the retry schedule and reinsert. Never loses the message: on a spool error it is still
-/// reinserted (it stays spooled with its previous due time).
+/// SPEC §3.4: ask the policy (`requeue_message`), then either bounce, move the message to the
+/// queue the policy chose (immediately eligible), or apply the retry schedule in its own queue.
+/// Never loses the message: on a spool error it is still reinserted (it stays spooled with its
+/// previous due time), and a policy error restores it as it was.
 pub async fn requeue(services: &Services, req: Requeue) {
-    let Requeue { mut msg, queue, config, ctx, increment, delay, .. } = req;
+    let Requeue { msg, queue, config, response, ctx, increment, delay } = req;
+    let msg = match decide(services, msg, &queue, &response, &ctx, increment, delay).await {
+        Decision::Bounced => return,
+        Decision::Moved { msg, to } => return move_to(services, msg, &to, increment, ctx).await,
+        Decision::Stay(msg) => msg,
+    };
+    retry_in_place(services, msg, &queue, &config, ctx, increment, delay).await;
+}
+
+enum Decision {
+    Bounced,
+    Moved { msg: Message, to: String },
+    Stay(Message),
+}
+
+/// Run the `requeue_message` chain on the policy actor (never on the queue actor).
+async fn decide(
+    services: &Services,
+    msg: Message,
+    queue: &str,
+    response: &Response,
+    ctx: &InsertContext,
+    increment: bool,
+    delay: Option<Duration>,
+) -> Decision {
+    if !services.policy.has_handler("requeue_message") {
+        return Decision::Stay(msg);
+    }
+    // SPEC §3.4 rule 1: snapshot what a failed handler must not leave half-changed (D2).
+    let snapshot = (msg.meta.clone(), msg.schedule.clone(), msg.due);
+    let fallback = msg.clone();
+    let args = RequeueArgs {
+        smtp_response: response.to_single_line(),
+        insert_context: ctx.names(),
+        increment_attempts: increment,
+        delay,
+    };
+    let (mut msg, outcome) = match services.policy.call(move |state| state.requeue_message(msg, &args)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => {
+            tracing::error!(id = %fallback.id, error = %e, "requeue_message could not run; message keeps its queue");
+            return Decision::Stay(fallback);
+        }
+    };
+    match outcome {
+        Ok(()) => {}
+        Err(PolicyError::Rejected { code, text }) => {
+            // Rule 3: any code, even 4xx, bounces; later handlers were not called.
+            let response = Response { code, enhanced_code: None, content: text, command: None };
+            Records(&services.logger).bounce(&msg, queue, response, &Attempt::default());
+            remove(services, &msg).await;
+            return Decision::Bounced;
+        }
+        Err(e) => {
+            // Rule 4: diagnostic, snapshot restored, original queue, increment and delay.
+            tracing::error!(id = %msg.id, %queue, error = %e, "requeue_message failed; message restored to its queue");
+            (msg.meta, msg.schedule, msg.due) = snapshot;
+            return Decision::Stay(msg);
+        }
+    }
+    match msg.queue_name() {
+        Ok(to) if to != queue => Decision::Moved { msg, to },
+        Ok(_) => Decision::Stay(msg),
+        Err(e) => {
+            tracing::error!(id = %msg.id, %queue, error = %e, "requeue_message left an uncomputable queue name; restored");
+            (msg.meta, msg.schedule, msg.due) = snapshot;
+            Decision::Stay(msg)
+        }
+    }
+}
+
+/// Rule 5: immediately eligible in the new queue. Attempts increase once if `increment`; the
+/// schedule stays unless the handler cleared it (Adjust applies); E2 is checked by the new queue.
+async fn move_to(services: &Services, mut msg: Message, to: &str, increment: bool, ctx: InsertContext) {
+    if increment {
+        msg.num_attempts = msg.num_attempts.saturating_add(1);
+    }
+    msg.due = msg.schedule.as_ref().map(|s| s.adjust(Utc::now()));
+    tracing::debug!(id = %msg.id, queue = to, "requeue_message moved the message");
+    save_meta(services, &msg).await;
+    services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: true });
+}
+
+/// Rule 6: the retry schedule in the same queue.
+async fn retry_in_place(
+    services: &Services,
+    mut msg: Message,
+    queue: &str,
+    config: &QueueConfig,
+    ctx: InsertContext,
+    increment: bool,
+    delay: Option<Duration>,
+) {
     let now = Utc::now();
     let rand01: f64 = rand::random();
     let outcome = if increment {
-        // SPEC §3.4 rule 6 (engine): maildir failures carry their own delay instead of the backoff.
+        // Engine: maildir failures carry their own delay instead of the backoff.
         let due = match delay {
-            Some(d) => retry::check_expiry(
-                now + chrono::Duration::from_std(d).unwrap_or_default(),
-                msg.created(),
-                config.max_age.0,
-                msg.schedule.as_ref(),
-            )
-            .map(|()| now + chrono::Duration::from_std(d).unwrap_or_default()),
+            Some(d) => {
+                let due = now + chrono::Duration::from_std(d).unwrap_or_default();
+                retry::check_expiry(due, msg.created(), config.max_age.0, msg.schedule.as_ref()).map(|()| due)
+            }
             None => retry::next_due_with_increment(
                 now,
                 msg.created(),
@@ -60,11 +154,11 @@ pub async fn requeue(services: &Services, req: Requeue) {
         retry::check_expiry(due, msg.created(), config.max_age.0, msg.schedule.as_ref()).map(|()| due)
     };
     match outcome {
-        Err(Expired(reason)) => expire(services, &msg, &queue, &reason).await,
+        Err(Expired(reason)) => expire(services, &msg, queue, &reason).await,
         Ok(due) => {
             msg.due = Some(due);
             save_meta(services, &msg).await;
-            services.queues.do_send(Insert { msg, ctx, reply: None });
+            services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
         }
     }
 }

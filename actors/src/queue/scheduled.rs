@@ -41,6 +41,7 @@ pub struct ScheduledQueue {
 pub(crate) struct QueueInsert {
     pub msg: Message,
     pub ctx: InsertContext,
+    pub check_expiry: bool,
 }
 
 #[derive(Message)]
@@ -240,10 +241,15 @@ impl Handler<QueueInsert> for ScheduledQueue {
     type Result = ();
 
     /// SPEC §2.3.
-    fn handle(&mut self, QueueInsert { msg, mut ctx }: QueueInsert, actor_ctx: &mut Context<Self>) {
+    fn handle(
+        &mut self,
+        QueueInsert { msg, mut ctx, check_expiry }: QueueInsert,
+        actor_ctx: &mut Context<Self>,
+    ) {
         let now = Utc::now();
-        // E3: messages loaded from the spool are checked against their stored due time.
-        if ctx.is_exactly(InsertReason::Enumerated) {
+        // E3: messages loaded from the spool are checked against their stored due time; E2 for
+        // messages rebound here from another queue, against this queue's max_age.
+        if check_expiry || ctx.is_exactly(InsertReason::Enumerated) {
             let due = msg.due.unwrap_or(now);
             if let Err(retry::Expired(reason)) =
                 retry::check_expiry(due, msg.created(), self.config.max_age.0, msg.schedule.as_ref())
@@ -291,6 +297,7 @@ impl Handler<StopQueue> for ScheduledQueue {
                     msg,
                     ctx: InsertContext::new(InsertReason::Enumerated),
                     reply: None,
+                    check_expiry: false,
                 });
             }
         }

@@ -134,7 +134,12 @@ impl Reception {
         let Some(queues) = &self.queues else { return reply };
         let (tx, rx) = oneshot::channel();
         let kept = Message { data: Bytes::new(), ..msg.clone() };
-        queues.do_send(Insert { msg, ctx: InsertContext::new(InsertReason::Received), reply: Some(tx) });
+        queues.do_send(Insert {
+            msg,
+            ctx: InsertContext::new(InsertReason::Received),
+            reply: Some(tx),
+            check_expiry: false,
+        });
         match rx.await {
             Ok(Ok(())) => reply,
             Ok(Err(e)) => self.unwind(kept, &queue, &e).await,

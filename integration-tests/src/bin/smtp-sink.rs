@@ -27,18 +27,25 @@ use tokio::sync::Mutex;
 const MAX_LINE: usize = 1 << 20;
 /// Advertised in EHLO; not enforced.
 const SIZE: usize = 64 << 20;
-const USAGE: &str = "usage: smtp-sink --dir DIR [--listen 127.0.0.1:0] [--hostname sink.test]";
+const USAGE: &str = "usage: smtp-sink --dir DIR [--listen 127.0.0.1:0] [--hostname sink.test] [--count-only]";
 
 struct Args {
     dir: PathBuf,
     listen: String,
     hostname: String,
+    /// Benchmarks: count messages in `DIR/count` instead of storing each one.
+    count_only: bool,
 }
 
 fn parse_args() -> Result<Args> {
     let (mut dir, mut listen, mut hostname) = (None, "127.0.0.1:0".to_string(), "sink.test".to_string());
+    let mut count_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if flag == "--count-only" {
+            count_only = true;
+            continue;
+        }
         let value = args.next().with_context(|| format!("{flag} needs a value; {USAGE}"))?;
         match flag.as_str() {
             "--dir" => dir = Some(PathBuf::from(value)),
@@ -47,12 +54,18 @@ fn parse_args() -> Result<Args> {
             _ => bail!("unknown argument {flag:?}; {USAGE}"),
         }
     }
-    Ok(Args { dir: dir.with_context(|| format!("--dir is required; {USAGE}"))?, listen, hostname })
+    Ok(Args {
+        dir: dir.with_context(|| format!("--dir is required; {USAGE}"))?,
+        listen,
+        hostname,
+        count_only,
+    })
 }
 
 /// State shared by all connections.
 struct Sink {
     dir: PathBuf,
+    count_only: bool,
     hostname: String,
     seq: AtomicU64,
     tmp: AtomicU64,
@@ -99,6 +112,7 @@ async fn main() -> Result<()> {
     let addr = listener.local_addr()?;
     let sink = Arc::new(Sink {
         dir: args.dir,
+        count_only: args.count_only,
         hostname: args.hostname,
         seq: AtomicU64::new(0),
         tmp: AtomicU64::new(0),
@@ -106,12 +120,23 @@ async fn main() -> Result<()> {
         rejections: Mutex::new(rejections),
     });
     sink.write_atomic(&sink.dir.join("connections"), b"0").await?;
+    if sink.count_only {
+        let counter = Arc::clone(&sink);
+        tokio::spawn(async move {
+            loop {
+                let n = counter.seq.load(Ordering::SeqCst).to_string();
+                let _ = counter.write_atomic(&counter.dir.join("count"), n.as_bytes()).await;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+    }
     let ready = json!({"smtp": addr.to_string()}).to_string();
     sink.write_atomic(&sink.dir.join("sink.json"), ready.as_bytes()).await?;
     eprintln!("smtp-sink: listening on {addr}");
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
                 let sink = Arc::clone(&sink);
                 tokio::spawn(async move {
                     if let Err(e) = serve(&sink, stream, peer).await {
@@ -354,6 +379,10 @@ impl Session<'_> {
     async fn finish_data(&mut self, data: Vec<u8>) {
         let seq = self.sink.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let from = self.mail_from.take().unwrap_or_default();
+        if self.sink.count_only {
+            self.rcpt_to.clear();
+            return self.reply(250, &format!("2.0.0 OK id={seq}"));
+        }
         let doc = json!({
             "seq": seq,
             "mail_from": from,
