@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scale: memory per waiting message and restart time.
 # Injects N small messages (default 1,000,000) into 1,000 queues, each held back by an X-Schedule
-# first_attempt far in the future, then reports the engine's anonymous memory (RssAnon: heap, not the
+# first_attempt six days ahead, then reports the engine's anonymous memory (RssAnon: heap, not the
 # LMDB file mapping) per waiting message; then restarts and reports the time until every spooled
 # message is scheduled again.
 # Usage: bench/scale.sh [messages]
@@ -12,7 +12,7 @@ cargo build --release --bin ferry >/dev/null
 bin=$PWD/target/release/ferry
 work=$(mktemp -d /tmp/ferry-scale.XXXXXX)
 pid=
-cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait 2>/dev/null || true; if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi; }
 trap cleanup EXIT
 cat > "$work/policy.lua" <<'LUA'
 kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_header('X-Schedule') end)
@@ -39,12 +39,14 @@ start() {
   until [ -f "$work/data/listeners.json" ]; do sleep 0.05; done
 }
 
+# Held back six days: inside the default max_age of 7 days, so a restart keeps every message (E3).
+first_attempt=$(date -u -d '+6 days' +%Y-%m-%dT%H:%M:%SZ)
 start 1
 sleep 1
 base=$(rss_anon "$pid")
 smtp=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['smtp'])" "$work/data/listeners.json")
 "$bin" bench-smtp --target "$smtp" --messages "$messages" --concurrency 50 --size 512 --domains 1000 \
-  --header 'X-Schedule: {"first_attempt":"2099-01-01T00:00:00Z"}'
+  --header "X-Schedule: {\"first_attempt\":\"$first_attempt\"}"
 sleep 2
 after=$(rss_anon "$pid")
 python3 -c "import sys; b,a,n=map(int,sys.argv[1:]); print(f'RssAnon: {b/2**20:.1f} MiB idle, {a/2**20:.1f} MiB with {n} waiting messages in 1000 queues: {(a-b)/n:.0f} bytes per message')" "$base" "$after" "$messages"
@@ -56,5 +58,6 @@ until grep -q "spooled messages scheduled" "$work/ferry-2.log"; do sleep 0.05; d
 t1=$(date +%s.%N)
 grep "spooled messages scheduled" "$work/ferry-2.log" | sed 's/^.*INFO //'
 python3 -c "import sys; print(f'restart: {float(sys.argv[2])-float(sys.argv[1]):.2f}s from exec to every spooled message scheduled')" "$t0" "$t1"
+echo "still spooled after restart: $("$bin" spool list --config "$work/ferry.toml" 2>/dev/null | wc -l)"
 sleep 2
 echo "RssAnon after restart: $(( $(rss_anon "$pid") / 1048576 )) MiB"

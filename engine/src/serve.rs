@@ -17,12 +17,10 @@ use ferry_actors::delivery::{AttachDelivery, DeliveryManager};
 use ferry_actors::logging::{Compression, LogWriterHandle, Logger, SegmentConfig};
 use ferry_actors::model::MessageIdGenerator;
 use ferry_actors::model::admin::Suspensions;
-use ferry_actors::model::insert_context::{InsertContext, InsertReason};
-use ferry_actors::model::{Message, RecordType, Response};
 use ferry_actors::policy::PolicyPool;
-use ferry_actors::queue::{Attach, DeliverySettings, Insert, QueueManager, Services};
+use ferry_actors::queue::{Attach, DeliverySettings, QueueManager, Services};
 use ferry_actors::smtp_server::{Reception, SessionSettings, listener};
-use ferry_actors::spool::{Spool, SpoolOp, SpoolWriter};
+use ferry_actors::spool::{Spool, SpoolWriter};
 use ferry_config::{Config, LogCompression};
 use tokio::sync::{mpsc, watch};
 
@@ -87,16 +85,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
 
     let spool = Spool::open(&config.spool_path(), config.spool.map_size.0, config.spool.fsync)
         .map_err(anyhow::Error::from)?;
-    let inventory = spool.inventory().map_err(anyhow::Error::from)?;
-    tracing::info!(
-        messages = inventory.messages,
-        corrupt = inventory.corrupt.len(),
-        path = %config.spool_path().display(),
-        "spool opened; spooled messages are kept for the scheduled queues"
-    );
-    for id in &inventory.corrupt {
-        tracing::warn!(%id, "corrupt spool record left in place for inspection");
-    }
+    // LMDB keeps the count; corrupt records are reported as the queues load (queue::load).
+    let spooled = spool.count().map_err(anyhow::Error::from)?;
+    tracing::info!(messages = spooled, path = %config.spool_path().display(), "spool opened");
     let policy = PolicyPool::start_with_timeout(
         config.policy_source(),
         config.policy.pool_size,
@@ -144,7 +135,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
     actix_rt::spawn(queue_ctx.into_future(QueueManager::new()));
-    enumerate_spool(&services);
+    ferry_actors::queue::load::enumerate(&services);
 
     let reception = Arc::new(Reception {
         hostname: hostname.clone(),
@@ -220,63 +211,6 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = std::fs::remove_file(&listeners_file);
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Inserts in flight during start-up enumeration.
-const ENUMERATION_WINDOW: u64 = 1000;
-
-/// Re-insert every spooled message with `[Enumerated]` (SPEC §2.9), keeping its stored due time
-/// and attempts (D1). Runs on its own thread so a large spool does not delay the listeners.
-fn enumerate_spool(services: &Services) {
-    let services = services.clone();
-    let spawned = std::thread::Builder::new().name("ferry-spool-load".into()).spawn(move || {
-        let started = std::time::Instant::now();
-        let (mut loaded, mut unroutable) = (0u64, Vec::new());
-        let mut in_flight: Option<tokio::sync::oneshot::Receiver<Result<(), String>>> = None;
-        let result = services.spool.for_each_meta(|id, meta| {
-            match meta {
-                Ok(meta) => {
-                    let msg = Message::from_spool(id, meta, Default::default());
-                    match msg.queue_name() {
-                        Ok(_) => {
-                            loaded += 1;
-                            let ctx = InsertContext::new(InsertReason::Enumerated);
-                            // Backpressure: wait for the manager every so often, so a large spool
-                            // never sits in a mailbox all at once.
-                            if loaded % ENUMERATION_WINDOW == 0 {
-                                let (tx, rx) = tokio::sync::oneshot::channel();
-                                services.queues.do_send(Insert { msg, ctx, reply: Some(tx), check_expiry: false });
-                                // Wait for the previous window, keeping this one in flight.
-                                if let Some(previous) = in_flight.replace(rx) {
-                                    let _ = previous.blocking_recv();
-                                }
-                            } else {
-                                services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
-                            }
-                        }
-                        Err(e) => unroutable.push((msg, e.to_string())),
-                    }
-                }
-                // Kept in place: an operator may want to look at it; it is reported at every start.
-                Err(e) => tracing::warn!(%id, error = %e, "corrupt spool record skipped"),
-            }
-            true
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %e, "spool enumeration stopped early; the rest is picked up at next start");
-        }
-        for (msg, error) in unroutable {
-            // SPEC §2.9: an uncomputable queue name expires the message.
-            let mut r = services.logger.record(RecordType::Expiration, &msg, "");
-            r.response = Response::new(551, Some("5.1.3"), format!("Failed to compute queue name: {error}"));
-            services.logger.log(&r);
-            let _ = services.writer.commit_blocking(vec![SpoolOp::Remove { id: msg.id }]);
-        }
-        tracing::info!(messages = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "spooled messages scheduled");
-    });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start spool enumeration; spooled messages wait for the next start");
-    }
 }
 
 /// `data_dir/listeners.json`: the bound addresses (ports may be ephemeral), written once ready.

@@ -332,3 +332,72 @@ fn messages_due_together_share_connections_and_delayed_is_logged() {
     assert_eq!(sink.wait_messages(10).len(), 10);
     assert!(sink.connections() < 10, "connections are reused: {} for 10 messages", sink.connections());
 }
+
+#[test]
+fn max_message_rate_throttles_promotion_without_a_transient_failure() {
+    let sink = SmtpSink::start();
+    let policy = format!(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{
+    max_message_rate = '2/s',
+    protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }},
+  }}
+end)
+"#,
+        sink.port()
+    );
+    let node = FerryNode::start("", Some(&policy));
+    let mut c = RawSmtp::connect(node.smtp);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let ids: Vec<String> = (0..5)
+        .map(|i| queued_id(&c.transaction("sender@example.com", &[&format!("r{i}@example.com")], &body(""))))
+        .collect();
+    assert_eq!(sink.wait_messages(5).len(), 5);
+    let mut delivered = Vec::new();
+    for id in &ids {
+        let records = wait_until("a delivery", Duration::from_secs(20), || {
+            let r = node.records_for(id);
+            r.iter().any(|r| r["type"] == "Delivery").then_some(r)
+        });
+        assert!(records.iter().all(|r| r["type"] != "TransientFailure"), "a throttle is not a failure");
+        for r in records.iter().filter(|r| r["type"] == "Delayed") {
+            assert!(r["response"]["content"].as_str().unwrap().contains("MessageRateThrottle"), "{r}");
+        }
+        delivered.push(time(&records.iter().find(|r| r["type"] == "Delivery").unwrap()["event_time"]));
+    }
+    delivered.sort();
+    let span = (delivered[4] - delivered[0]).as_seconds_f64();
+    assert!(span >= 1.5, "5 messages at 2/s take at least 2 intervals after the first: {span:.2}s");
+    assert!(
+        node.records().iter().any(|r| r["type"] == "Delayed"),
+        "throttled messages are logged as Delayed"
+    );
+}
+
+#[test]
+fn an_idle_queue_is_reaped_and_recreated_when_needed() {
+    let sink = SmtpSink::start();
+    let policy = format!(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{
+    reap_interval = '1s',
+    protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }},
+  }}
+end)
+"#,
+        sink.port()
+    );
+    let node = FerryNode::start("", Some(&policy));
+    let first = send(&node, "a@example.com", "");
+    node.wait_sequence(&first, &["Reception", "Delivery"]);
+    assert!(node.inspect("example.com").is_some(), "the queue exists while recently used");
+    // Queues check every 10 s whether they have been empty for reap_interval.
+    wait_until("the idle queue to be reaped", Duration::from_secs(25), || {
+        node.inspect("example.com").is_none().then_some(())
+    });
+    let second = send(&node, "b@example.com", "");
+    node.wait_sequence(&second, &["Reception", "Delivery"]);
+    assert_eq!(sink.wait_messages(2).len(), 2);
+}

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use tokio::sync::oneshot;
 
-use super::scheduled::{QueueInsert, ScheduledQueue, StopQueue};
+use super::scheduled::{QueueEnumerated, QueueInsert, ScheduledQueue, StopQueue};
 use super::services::Services;
 use crate::model::Message;
 use crate::model::admin::{Criteria, Suspension};
@@ -35,9 +35,33 @@ pub struct Insert {
 
 type InsertReply = oneshot::Sender<Result<(), String>>;
 
+/// Spooled messages found at start-up for one queue, scheduled in one go.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InsertEnumerated {
+    pub queue: String,
+    pub entries: Vec<Waiting>,
+    /// Answered once routed (start-up backpressure).
+    pub reply: Option<oneshot::Sender<()>>,
+}
+
+/// A spooled message as a queue holds it: id, stored due time, and the schedule (for E3).
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub id: crate::model::MessageId,
+    pub due: Option<chrono::DateTime<Utc>>,
+    pub schedule: Option<crate::model::scheduling::Scheduling>,
+}
+
+/// Inserts held while a queue is being created.
+enum Pending {
+    One(Box<Message>, InsertContext, Option<InsertReply>, bool),
+    Enumerated(Vec<Waiting>),
+}
+
 enum Slot {
     Ready(Addr<ScheduledQueue>),
-    Creating(Vec<(Message, InsertContext, Option<InsertReply>, bool)>),
+    Creating(Vec<Pending>),
     Failed { error: String, until: Instant },
 }
 
@@ -115,24 +139,15 @@ impl Handler<Insert> for QueueManager {
                     let _ = r.send(Ok(()));
                 }
             }
-            Some(Slot::Creating(pending)) => pending.push((msg, ctx, reply, check_expiry)),
+            Some(Slot::Creating(pending)) => {
+                pending.push(Pending::One(Box::new(msg), ctx, reply, check_expiry))
+            }
             Some(Slot::Failed { error, until }) if *until > Instant::now() => {
                 let error = error.clone();
                 self.creation_failed(&name, msg, ctx, reply, &error);
             }
             _ => {
-                self.queues.insert(name.clone(), Slot::Creating(vec![(msg, ctx, reply, check_expiry)]));
-                let policy = self.services().policy.clone();
-                let parts = queue_name::parse(&name);
-                let me = actor_ctx.address();
-                actix::spawn(async move {
-                    let result = match policy.call(move |state| state.get_queue_config(&parts)).await {
-                        Ok(Ok(config)) => Ok(config),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    me.do_send(Created { name, result });
-                });
+                self.create(name, Pending::One(Box::new(msg), ctx, reply, check_expiry), actor_ctx);
             }
         }
     }
@@ -179,21 +194,76 @@ impl Handler<Created> for QueueManager {
                     ctx.address(),
                 );
                 let addr = queue.start();
-                for (msg, insert_ctx, reply, check_expiry) in pending {
-                    addr.do_send(QueueInsert { msg, ctx: insert_ctx, check_expiry });
-                    if let Some(r) = reply {
-                        let _ = r.send(Ok(()));
+                for p in pending {
+                    match p {
+                        Pending::One(msg, insert_ctx, reply, check_expiry) => {
+                            addr.do_send(QueueInsert { msg: *msg, ctx: insert_ctx, check_expiry });
+                            if let Some(r) = reply {
+                                let _ = r.send(Ok(()));
+                            }
+                        }
+                        Pending::Enumerated(entries) => addr.do_send(QueueEnumerated(entries)),
                     }
                 }
                 self.queues.insert(name, Slot::Ready(addr));
             }
             Err(error) => {
                 tracing::error!(queue = %name, %error, "get_queue_config failed; cached for 60s");
-                for (msg, insert_ctx, reply, _) in pending {
-                    self.creation_failed(&name, msg, insert_ctx, reply, &error);
+                for p in pending {
+                    match p {
+                        Pending::One(msg, insert_ctx, reply, _) => {
+                            self.creation_failed(&name, *msg, insert_ctx, reply, &error)
+                        }
+                        // SPEC §2.9: a queue whose config fails at load stays spooled until restart.
+                        Pending::Enumerated(entries) => tracing::error!(
+                            queue = %name, messages = entries.len(), %error,
+                            "queue config failed at start-up; its messages stay spooled until the next start"
+                        ),
+                    }
                 }
                 self.queues.insert(name, Slot::Failed { error, until: Instant::now() + FAILURE_TTL });
             }
+        }
+    }
+}
+
+impl QueueManager {
+    /// Start creating `name`: ask the policy for its config; `first` waits for the result.
+    fn create(&mut self, name: String, first: Pending, ctx: &mut Context<Self>) {
+        self.queues.insert(name.clone(), Slot::Creating(vec![first]));
+        let policy = self.services().policy.clone();
+        let parts = queue_name::parse(&name);
+        let me = ctx.address();
+        actix::spawn(async move {
+            let result = match policy.call(move |state| state.get_queue_config(&parts)).await {
+                Ok(Ok(config)) => Ok(config),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            me.do_send(Created { name, result });
+        });
+    }
+}
+
+impl Handler<InsertEnumerated> for QueueManager {
+    type Result = ();
+
+    fn handle(
+        &mut self,
+        InsertEnumerated { queue, entries, reply }: InsertEnumerated,
+        ctx: &mut Context<Self>,
+    ) {
+        match self.queues.get_mut(&queue) {
+            Some(Slot::Ready(addr)) => addr.do_send(QueueEnumerated(entries)),
+            Some(Slot::Creating(pending)) => pending.push(Pending::Enumerated(entries)),
+            Some(Slot::Failed { error, until }) if *until > Instant::now() => tracing::error!(
+                %queue, messages = entries.len(), %error,
+                "queue config failed at start-up; its messages stay spooled until the next start"
+            ),
+            _ => self.create(queue, Pending::Enumerated(entries), ctx),
+        }
+        if let Some(r) = reply {
+            let _ = r.send(());
         }
     }
 }

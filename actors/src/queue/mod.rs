@@ -3,6 +3,7 @@
 //! messages' (due, id) pairs and one timer; bodies stay in the spool.
 
 mod inspect;
+pub mod load;
 mod manager;
 pub(crate) mod records;
 pub mod requeue;
@@ -10,7 +11,10 @@ mod scheduled;
 mod services;
 
 pub use inspect::InspectQueue;
-pub use manager::{Attach, CancelSuspension, Insert, ListSuspensions, QueueManager, Suspend, SuspensionView};
+pub use manager::{
+    Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, QueueManager, Suspend,
+    SuspensionView, Waiting,
+};
 pub use records::{Attempt, Records};
 pub use scheduled::ScheduledQueue;
 pub use services::{DeliverySettings, Services};

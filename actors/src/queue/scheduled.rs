@@ -34,6 +34,11 @@ pub struct ScheduledQueue {
     timer: Option<(i64, SpawnHandle)>,
     last_changed: DateTime<Utc>,
     empty_since: Option<Instant>,
+    /// `max_message_rate`: the earliest time the next promotion is allowed (GCRA).
+    rate_tat: Instant,
+    /// Slots already handed to throttled messages; a returning one uses its slot instead of
+    /// being throttled again, so a backlog drains at the rate instead of churning.
+    rate_reserved: u64,
 }
 
 #[derive(Message)]
@@ -47,6 +52,11 @@ pub(crate) struct QueueInsert {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct StopQueue;
+
+/// Spooled messages found at start-up (SPEC §2.9): E3, then wait or promote.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct QueueEnumerated(pub Vec<super::manager::Waiting>);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -73,6 +83,8 @@ impl ScheduledQueue {
             timer: None,
             last_changed: Utc::now(),
             empty_since: Some(Instant::now()),
+            rate_tat: Instant::now(),
+            rate_reserved: 0,
         }
     }
 
@@ -157,6 +169,37 @@ impl ScheduledQueue {
         if let Some(reason) = suspended {
             suspend_transient(services, msg, self.name.clone(), self.config.clone(), reason);
             return;
+        }
+        // Step 3: max_message_rate. Over the rate: back through the requeue path without an
+        // increment, due when the rate allows (no TF, so a Delayed record explains it).
+        if let Some(rate) = self.config.max_message_rate {
+            let now = Instant::now();
+            let interval = rate.per / u32::try_from(rate.count).unwrap_or(u32::MAX);
+            let returning = self.rate_reserved > 0 && msg.due.is_some_and(|d| d <= Utc::now());
+            if returning {
+                self.rate_reserved -= 1;
+            } else if self.rate_tat > now {
+                let retry_after = self.rate_tat - now;
+                self.rate_tat += interval;
+                self.rate_reserved += 1;
+                let req = Requeue {
+                    msg,
+                    queue: self.name.clone(),
+                    config: self.config.clone(),
+                    response: Response::new(
+                        451,
+                        Some("4.4.5"),
+                        "KumoMTA internal: max_message_rate exceeded",
+                    ),
+                    ctx: _reason.with(InsertReason::MessageRateThrottle),
+                    increment: false,
+                    delay: Some(retry_after),
+                };
+                actix::spawn(async move { requeue::requeue(&services, req).await });
+                return;
+            } else {
+                self.rate_tat = now + interval;
+            }
         }
         match &self.config.protocol {
             Protocol::Maildir { .. } => {
@@ -275,6 +318,33 @@ impl Handler<QueueInsert> for ScheduledQueue {
             }
             _ => self.promote(msg, ctx, actor_ctx),
         }
+    }
+}
+
+impl Handler<QueueEnumerated> for ScheduledQueue {
+    type Result = ();
+
+    fn handle(&mut self, QueueEnumerated(entries): QueueEnumerated, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        for w in entries {
+            let due = w.due.unwrap_or(now);
+            if let Err(retry::Expired(reason)) =
+                retry::check_expiry(due, w.id.created(), self.config.max_age.0, w.schedule.as_ref())
+            {
+                let (services, queue) = (self.services.clone(), self.name.clone());
+                actix::spawn(async move {
+                    if let Ok(Some(msg)) = services.spool.load(&w.id) {
+                        requeue::expire(&services, &msg, &queue, &reason).await;
+                    }
+                });
+            } else if due <= now {
+                self.promote_id(w.id, ctx);
+            } else {
+                self.waiting.insert((nanos(due), w.id));
+            }
+        }
+        self.touch();
+        self.arm_timer(ctx);
     }
 }
 

@@ -138,6 +138,22 @@ impl Spool {
         Ok(())
     }
 
+    /// Visit every stored message's raw meta bytes in key order. `f` returns false to stop early.
+    pub fn for_each_meta_raw(&self, mut f: impl FnMut(MessageId, &[u8]) -> bool) -> Result<(), SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        for entry in self.meta.iter(&rtxn)? {
+            let (key, value) = entry?;
+            let Ok(key) = <[u8; 16]>::try_from(key) else {
+                tracing::error!(key = ?key, "spool meta key is not a 16-byte id; skipped");
+                continue;
+            };
+            if !f(MessageId::from_bytes(key), value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Count what is stored, noting corrupt records (which stay untouched until the queues decide).
     pub fn inventory(&self) -> Result<Inventory, SpoolError> {
         let mut inv = Inventory::default();
