@@ -30,6 +30,8 @@ pub struct Config {
     pub logs: LogsConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Where this config came from; not part of the TOML.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -185,6 +187,14 @@ impl Default for PolicyConfig {
 
 fn loopback() -> Vec<Cidr> {
     vec!["127.0.0.0/8".parse().expect("literal CIDR"), "::1".parse().expect("literal CIDR")]
+}
+
+/// `[dns]`: where MX and address lookups go.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Name servers as `ip:port`; empty = the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
 }
 
 /// The policy source to run: a file on disk, or the embedded example.

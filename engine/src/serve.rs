@@ -129,7 +129,11 @@ async fn serve(config: Config) -> Result<(), Failure> {
         queues: queues.clone(),
         delivery: delivery.clone(),
         settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), ..DeliverySettings::default() }),
-        resolver: Arc::new(Resolver::from_system()),
+        resolver: Arc::new(if config.dns.servers.is_empty() {
+            Resolver::from_system()
+        } else {
+            Resolver::with_servers(&config.dns.servers)
+        }),
         workers: Arc::new(workers.iter().map(|a| a.handle()).collect()),
     };
     queues.do_send(Attach(services.clone()));

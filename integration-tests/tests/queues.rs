@@ -401,3 +401,24 @@ end)
     node.wait_sequence(&second, &["Reception", "Delivery"]);
     assert_eq!(sink.wait_messages(2).len(), 2);
 }
+
+#[test]
+fn an_nxdomain_destination_follows_the_normal_retry_schedule() {
+    let dns = ferry_integration_tests::dns::NxDomainDns::start();
+    let policy =
+        "kumo.on('get_queue_config', function() return kumo.make_queue_config { retry_interval = '1s' } end)";
+    let node = FerryNode::start(&format!("[dns]\nservers = [\"{}\"]\n", dns.addr()), Some(policy));
+    let id = send(&node, "user@nowhere.example.net", "");
+    let records =
+        node.wait_sequence(&id, &["Reception", "TransientFailure", "TransientFailure", "TransientFailure"]);
+    for tf in &records[1..] {
+        assert_eq!(tf["response"]["code"], 451, "{tf}");
+        assert!(tf["response"]["content"].as_str().unwrap().contains("resolve"), "{tf}");
+    }
+    let gaps: Vec<f64> = records[1..]
+        .windows(2)
+        .map(|w| (time(&w[1]["event_time"]) - time(&w[0]["event_time"])).as_seconds_f64())
+        .collect();
+    assert!(gaps[0] >= 1.0 && gaps[0] < 2.0 && gaps[1] >= 2.0 && gaps[1] < 3.5, "backoff 1 s, 2 s: {gaps:?}");
+    assert!(dns.queries() > 0, "the MX lookup went to the configured server");
+}

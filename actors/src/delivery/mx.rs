@@ -167,6 +167,22 @@ impl Resolver {
         Resolver { inner: inner.map_err(|e| format!("DNS resolver unavailable: {e}")) }
     }
 
+    /// Query exactly these servers (UDP), in order: `[dns] servers` in the config.
+    pub fn with_servers(servers: &[std::net::SocketAddr]) -> Resolver {
+        let name_servers = servers
+            .iter()
+            .map(|addr| {
+                let mut ns = NameServerConfig::udp(addr.ip());
+                for c in &mut ns.connections {
+                    c.port = addr.port();
+                }
+                ns
+            })
+            .collect();
+        let inner = Self::build(ResolverConfig::from_name_servers(name_servers));
+        Resolver { inner: inner.map_err(|e| format!("DNS resolver unavailable: {e}")) }
+    }
+
     fn build(config: ResolverConfig) -> Result<TokioResolver, NetError> {
         TokioResolver::builder_with_config(config, Default::default()).build()
     }
