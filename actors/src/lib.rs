@@ -8,3 +8,4 @@ pub mod policy;
 pub mod queue;
 pub mod smtp_server;
 pub mod spool;
+pub mod xfer;

@@ -135,6 +135,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
             Resolver::with_servers(&config.dns.servers)
         }),
         workers: Arc::new(workers.iter().map(|a| a.handle()).collect()),
+        node_id: node,
+        node_field: MessageIdGenerator::new(&node).node_field(),
     };
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
@@ -163,6 +165,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let smtp_addr = smtp.local_addr().context("smtp listener address")?;
     let state = ferry_web::AppState {
         queues: queues.clone(),
+        services: services.clone(),
         trusted_hosts: Arc::new(config.http.trusted_hosts.clone()),
     };
     let http = HttpServer::new(move || {

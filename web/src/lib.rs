@@ -3,6 +3,7 @@
 
 mod admin;
 mod errors;
+mod xfer;
 
 use std::sync::Arc;
 
@@ -10,13 +11,14 @@ use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{HttpResponse, web};
-use ferry_actors::queue::QueueManager;
+use ferry_actors::queue::{QueueManager, Services};
 use ferry_config::Cidr;
 
 /// What the handlers talk to.
 #[derive(Clone)]
 pub struct AppState {
     pub queues: Addr<QueueManager>,
+    pub services: Services,
     pub trusted_hosts: Arc<Vec<Cidr>>,
 }
 
@@ -29,6 +31,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 .app_data(errors::json_config())
                 .app_data(errors::query_config());
             admin::routes(cfg);
+            xfer::routes(cfg);
         }
     }
 }
@@ -39,13 +42,19 @@ pub async fn trusted_only(
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
     let allowed = match (req.app_data::<web::Data<AppState>>(), req.peer_addr()) {
+        _ if req.path() == "/api/check-liveness/v1" => true,
         (Some(state), Some(peer)) => ferry_config::cidr::any_contains(&state.trusted_hosts, peer.ip()),
         (None, _) => true,
         _ => false,
     };
     if !allowed {
-        let resp = HttpResponse::Forbidden()
-            .json(serde_json::json!({"error": "this address is not in http.trusted_hosts"}));
+        // SPEC §4.3: an untrusted xfer peer gets 401; other admin calls 403.
+        let mut resp = if req.path().starts_with("/api/xfer/") {
+            HttpResponse::Unauthorized()
+        } else {
+            HttpResponse::Forbidden()
+        };
+        let resp = resp.json(serde_json::json!({"error": "this address is not in http.trusted_hosts"}));
         return Ok(req.into_response(resp).map_into_right_body());
     }
     next.call(req).await.map(ServiceResponse::map_into_left_body)

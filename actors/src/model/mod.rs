@@ -15,3 +15,4 @@ pub mod admin;
 pub mod insert_context;
 pub mod queue_config;
 pub mod retry;
+pub mod xfer;

@@ -12,6 +12,7 @@ pub mod queue_config;
 pub mod requeue;
 mod state;
 pub mod time_delta;
+mod xfer;
 
 pub use error::PolicyError;
 pub use pool::PolicyPool;

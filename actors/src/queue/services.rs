@@ -50,4 +50,7 @@ pub struct Services {
     pub resolver: Arc<Resolver>,
     /// Arbiters that run delivery connections, round robin.
     pub workers: Arc<Vec<ArbiterHandle>>,
+    /// This node's UUID (log records, xfer loop guard) and its message-id node field.
+    pub node_id: uuid::Uuid,
+    pub node_field: [u8; 6],
 }
