@@ -49,6 +49,20 @@ pub enum AdminCmd {
         #[arg(long)]
         id: String,
     },
+    /// Move the messages waiting in matching queues to another node (runs asynchronously).
+    Xfer {
+        #[command(flatten)]
+        selection: Selection,
+        /// Match this routing domain.
+        #[arg(long)]
+        routing_domain: Option<String>,
+        /// Recorded in the AdminRebind record of every moved message.
+        #[arg(long)]
+        reason: String,
+        /// HTTP listener of the destination node, e.g. http://10.0.0.2:8000
+        #[arg(long)]
+        target: String,
+    },
     /// Show the messages waiting in a scheduled queue.
     InspectSchedQ {
         queue: String,
@@ -99,6 +113,14 @@ async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
             });
             let (_, text) = call(Method::POST, format!("{base}/api/admin/suspend/v1"), Some(body)).await?;
             println!("{}", pretty(&text));
+        }
+        AdminCmd::Xfer { selection, routing_domain, reason, target } => {
+            let body = json!({
+                "domain": selection.domain, "routing_domain": routing_domain, "campaign": selection.campaign,
+                "tenant": selection.tenant, "queue_names": selection.queues, "reason": reason, "target": target,
+            });
+            call(Method::POST, format!("{base}/api/admin/xfer/v1"), Some(body)).await?;
+            eprintln!("NOTE: Xfer always runs asynchronously");
         }
         AdminCmd::SuspendList => {
             let (_, text) = call(Method::GET, format!("{base}/api/admin/suspend/v1"), None).await?;

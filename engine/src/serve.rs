@@ -120,6 +120,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let queue_ctx = actix::Context::<QueueManager>::new();
     let queues = queue_ctx.address();
     let delivery = actix::Actor::start(DeliveryManager::new());
+    let xfer = actix::Actor::start(ferry_actors::xfer::XferSupervisor::default());
     let services = Services {
         spool,
         writer: spool_writer.clone(),
@@ -128,6 +129,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         suspensions: Arc::new(std::sync::Mutex::new(Suspensions::default())),
         queues: queues.clone(),
         delivery: delivery.clone(),
+        xfer: xfer.clone(),
         settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), ..DeliverySettings::default() }),
         resolver: Arc::new(if config.dns.servers.is_empty() {
             Resolver::from_system()
@@ -140,6 +142,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     };
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
+    xfer.do_send(ferry_actors::xfer::AttachXfer(services.clone()));
     actix_rt::spawn(queue_ctx.into_future(QueueManager::new()));
     ferry_actors::queue::load::enumerate(&services);
 

@@ -19,7 +19,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(suspend_list))
             .route(web::delete().to(suspend_cancel)),
     )
-    .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect));
+    .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect))
+    .route("/api/admin/xfer/v1", web::post().to(xfer));
 }
 
 /// Default duration of a suspension (SPEC §2.8).
@@ -105,6 +106,41 @@ async fn suspend_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) 
         Ok(false) => json_error(StatusCode::NOT_FOUND, format!("no suspension with id {}", body.id)),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct XferRequest {
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    routing_domain: Option<String>,
+    #[serde(default)]
+    campaign: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    queue_names: Vec<String>,
+    reason: String,
+    target: String,
+}
+
+/// SPEC §4.5: validate, answer `{}` at once; the move runs in the background.
+async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpResponse {
+    let body = body.into_inner();
+    let xfer_queue = match ferry_actors::model::xfer::queue_for_target(&body.target) {
+        Ok(q) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let criteria = Criteria {
+        campaign: body.campaign,
+        tenant: body.tenant,
+        domain: body.domain,
+        routing_domain: body.routing_domain,
+        queue_names: body.queue_names,
+    };
+    state.queues.do_send(ferry_actors::xfer::admin::AdminXfer { criteria, xfer_queue, reason: body.reason });
+    HttpResponse::Ok().json(serde_json::json!({}))
 }
 
 #[derive(Deserialize)]

@@ -61,6 +61,9 @@ pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
             format!("{}->{queue}@lua:{constructor}", config.egress_pool),
             SiteKind::Lua { constructor: constructor.clone() },
         ),
+        Protocol::Xfer { .. } => {
+            (format!("{}->{queue}@xfer", config.egress_pool), SiteKind::Mx(String::new()))
+        }
         Protocol::SmtpMx | Protocol::Maildir { .. } => {
             let parts = queue_name::parse(queue);
             let domain = parts.routing_domain.unwrap_or(parts.domain);

@@ -85,6 +85,17 @@ impl QueueConfig {
         Ok(config)
     }
 
+    /// SPEC §4.1: an xfer queue's built-in config: 10 s backoff doubling, capped at 300 s (D9),
+    /// 7 day max_age.
+    pub fn for_xfer(target: &str) -> QueueConfig {
+        QueueConfig {
+            retry_interval: HumanDuration::from_secs(10),
+            max_retry_interval: Some(HumanDuration::from_secs(300)),
+            protocol: Protocol::Xfer { target: target.to_string() },
+            ..QueueConfig::default()
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
@@ -173,6 +184,10 @@ pub enum Protocol {
         constructor: String,
         batch_size: usize,
     },
+    /// An xfer queue's built-in protocol: send to the node at `target` (never from Lua).
+    Xfer {
+        target: String,
+    },
 }
 
 impl Serialize for Protocol {
@@ -186,6 +201,7 @@ impl Serialize for Protocol {
             Protocol::CustomLua { constructor, batch_size } => {
                 serde_json::json!({"custom_lua": {"constructor": constructor, "batch_size": batch_size}})
             }
+            Protocol::Xfer { target } => serde_json::json!({"xfer": {"target": target}}),
         };
         v.serialize(s)
     }

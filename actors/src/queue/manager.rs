@@ -231,6 +231,14 @@ impl QueueManager {
     /// Start creating `name`: ask the policy for its config; `first` waits for the result.
     fn create(&mut self, name: String, first: Pending, ctx: &mut Context<Self>) {
         self.queues.insert(name.clone(), Slot::Creating(vec![first]));
+        // SPEC §1.5: xfer queues have a built-in config; get_queue_config is never called.
+        if crate::model::xfer::is_xfer_queue(&name) {
+            let result = crate::model::xfer::target_of_queue(&name)
+                .map(|t| QueueConfig::for_xfer(&t))
+                .ok_or_else(|| format!("{name} does not name a valid xfer target"));
+            ctx.address().do_send(Created { name, result });
+            return;
+        }
         let policy = self.services().policy.clone();
         let parts = queue_name::parse(&name);
         let me = ctx.address();
@@ -299,6 +307,34 @@ impl Handler<Lookup> for QueueManager {
             Some(Slot::Ready(addr)) => Some(addr.clone()),
             _ => None,
         }
+    }
+}
+
+/// Queues matching admin criteria, captured now (SPEC I3: sweeps see what waits at sweep time).
+#[derive(Message)]
+#[rtype(result = "Vec<(String, Addr<ScheduledQueue>)>")]
+pub struct MatchingQueues(pub Criteria);
+
+impl Handler<MatchingQueues> for QueueManager {
+    type Result = MessageResult<MatchingQueues>;
+    fn handle(&mut self, MatchingQueues(criteria): MatchingQueues, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.queues
+                .iter()
+                .filter_map(|(name, slot)| match slot {
+                    Slot::Ready(addr) if criteria.matches(name) => Some((name.clone(), addr.clone())),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Handler<crate::xfer::admin::AdminXfer> for QueueManager {
+    type Result = ();
+    fn handle(&mut self, req: crate::xfer::admin::AdminXfer, ctx: &mut Context<Self>) {
+        let (services, me) = (self.services().clone(), ctx.address());
+        actix::spawn(crate::xfer::admin::run(services, me, req));
     }
 }
 

@@ -12,9 +12,9 @@ mod services;
 
 pub use inspect::InspectQueue;
 pub use manager::{
-    Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, QueueManager, Suspend,
-    SuspensionView, Waiting,
+    Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, MatchingQueues, QueueManager,
+    Suspend, SuspensionView, Waiting,
 };
 pub use records::{Attempt, Records};
-pub use scheduled::ScheduledQueue;
+pub use scheduled::{DrainWaiting, ScheduledQueue};
 pub use services::{DeliverySettings, Services};

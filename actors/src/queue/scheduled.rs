@@ -53,6 +53,21 @@ pub(crate) struct QueueInsert {
 #[rtype(result = "()")]
 pub(crate) struct StopQueue;
 
+/// Take every waiting message out of the queue (an admin sweep now owns them, SPEC I2).
+#[derive(Message)]
+#[rtype(result = "Vec<MessageId>")]
+pub struct DrainWaiting;
+
+impl Handler<DrainWaiting> for ScheduledQueue {
+    type Result = MessageResult<DrainWaiting>;
+    fn handle(&mut self, _: DrainWaiting, ctx: &mut Context<Self>) -> Self::Result {
+        let ids = std::mem::take(&mut self.waiting).into_iter().map(|(_, id)| id).collect();
+        self.touch();
+        self.arm_timer(ctx);
+        MessageResult(ids)
+    }
+}
+
 /// Spooled messages found at start-up (SPEC §2.9): E3, then wait or promote.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -202,6 +217,10 @@ impl ScheduledQueue {
             }
         }
         match &self.config.protocol {
+            Protocol::Xfer { .. } => {
+                let item = ReadyItem { id: msg.id, queue: self.name.clone(), config: self.config.clone() };
+                services.xfer.do_send(crate::xfer::Transfer(item));
+            }
             Protocol::Maildir { .. } => {
                 let (queue, config) = (self.name.clone(), self.config.clone());
                 actix::spawn(
@@ -292,6 +311,8 @@ impl Handler<QueueInsert> for ScheduledQueue {
         let now = Utc::now();
         // E3: messages loaded from the spool are checked against their stored due time; E2 for
         // messages rebound here from another queue, against this queue's max_age.
+        // D9: no expiry check on entry into an xfer queue.
+        let check_expiry = check_expiry && !matches!(self.config.protocol, Protocol::Xfer { .. });
         if check_expiry || ctx.is_exactly(InsertReason::Enumerated) {
             let due = msg.due.unwrap_or(now);
             if let Err(retry::Expired(reason)) =

@@ -46,6 +46,7 @@ pub struct Services {
     pub suspensions: Arc<Mutex<Suspensions>>,
     pub queues: Addr<QueueManager>,
     pub delivery: Addr<DeliveryManager>,
+    pub xfer: Addr<crate::xfer::XferSupervisor>,
     pub settings: Arc<DeliverySettings>,
     pub resolver: Arc<Resolver>,
     /// Arbiters that run delivery connections, round robin.

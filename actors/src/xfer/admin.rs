@@ -1,0 +1,70 @@
+//! Admin xfer (SPEC §4.5): matching scheduled queues are captured at request time and their
+//! waiting messages moved, in the background, into the xfer queue for the target. Each move is
+//! durable (save_info, new queue) before the message can be sent (SPEC §4.10).
+
+use actix::prelude::*;
+use serde_json::json;
+
+use crate::model::admin::Criteria;
+use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::xfer::{is_xfer_queue, save_info};
+use crate::model::{Message, MessageId, RecordType, Response};
+use crate::queue::requeue::save_meta;
+use crate::queue::{DrainWaiting, Insert, MatchingQueues, QueueManager, Services};
+
+/// `POST /api/admin/xfer/v1`, after validation: `xfer_queue` is the target's xfer queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdminXfer {
+    pub criteria: Criteria,
+    pub xfer_queue: String,
+    pub reason: String,
+}
+
+/// Run an admin xfer to completion (the HTTP reply does not wait for this).
+pub async fn run(services: Services, queues: Addr<QueueManager>, req: AdminXfer) {
+    let matching = match queues.send(MatchingQueues(req.criteria.clone())).await {
+        Ok(m) => m,
+        Err(e) => return tracing::error!(error = %e, "admin xfer: queue manager unavailable"),
+    };
+    let mut moved = 0usize;
+    for (name, addr) in matching.into_iter().filter(|(n, _)| n.as_str() != req.xfer_queue) {
+        let ids = addr.send(DrainWaiting).await.unwrap_or_default();
+        for id in ids {
+            if rebind(&services, id, &name, &req.xfer_queue, &req.reason).await {
+                moved += 1;
+            }
+        }
+    }
+    tracing::info!(target_queue = %req.xfer_queue, moved, reason = %req.reason, "admin xfer: messages moved to the xfer queue");
+}
+
+/// Move one drained message into `xfer_queue`.
+async fn rebind(services: &Services, id: MessageId, from: &str, xfer_queue: &str, reason: &str) -> bool {
+    let meta = match services.spool.load_meta(&id) {
+        Ok(Some(m)) => m,
+        Ok(None) => return false,
+        Err(e) => {
+            tracing::error!(%id, error = %e, "admin xfer: cannot load message; it stays spooled until restart");
+            return false;
+        }
+    };
+    let mut msg = Message::from_spool(id, meta, bytes::Bytes::new());
+    if !is_xfer_queue(from) {
+        save_info(&mut msg);
+    }
+    msg.set_meta("queue", json!(xfer_queue));
+    msg.due = None;
+    save_meta(services, &msg).await;
+    // D7: the record carries the operator's reason.
+    let mut r = services.logger.record(RecordType::AdminRebind, &msg, xfer_queue);
+    r.response = Response::new(250, None, format!("Rebound from {from} to {xfer_queue}: {reason}"));
+    services.logger.log(&r);
+    services.queues.do_send(Insert {
+        msg,
+        ctx: InsertContext::new(InsertReason::AdminRebind),
+        reply: None,
+        check_expiry: false,
+    });
+    true
+}

@@ -1,0 +1,108 @@
+//! Moving queued mail between two real nodes (SPEC §4, §9 scenario 11).
+
+use ferry_integration_tests::sink::SmtpSink;
+use ferry_integration_tests::smtp::queued_id;
+use ferry_integration_tests::{FerryNode, RawSmtp};
+use serde_json::Value;
+
+const LOGS: &str = "[logs]\nmeta = [\"*\"]\nheaders = [\"X-*\", \"Subject\"]\n";
+
+fn source(sink: &SmtpSink) -> FerryNode {
+    let policy = format!(
+        r#"
+kumo.on('smtp_server_message_received', function(msg)
+  msg:import_scheduling_header('X-Schedule')
+  msg:import_x_headers {{ 'tenant' }}
+end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }}
+end)
+"#,
+        sink.port()
+    );
+    FerryNode::start(LOGS, Some(&policy))
+}
+
+fn receiver(maildir: &std::path::Path) -> FerryNode {
+    let policy = format!(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{ protocol = {{ maildir_path = '{}' }} }}
+end)
+kumo.on('xfer_message_received', function(msg, auth_info)
+  msg:set_meta('sunk', 'received via xfer')
+end)
+"#,
+        maildir.display()
+    );
+    FerryNode::start(LOGS, Some(&policy))
+}
+
+fn inspect_body(node: &FerryNode, queue: &str) -> Value {
+    serde_json::from_str(&node.cli(&["inspect-sched-q", queue, "--want-body", "--no-limit"])).unwrap()
+}
+
+#[test]
+fn scenario_11_xfer_end_to_end_keeps_the_message_state() {
+    let sink = SmtpSink::start();
+    let maildir = tempfile::tempdir().unwrap();
+    let a = source(&sink);
+    let b = receiver(maildir.path());
+    a.cli(&["suspend", "--domain", "example.com", "--tenant", "mytenant", "--reason", "hold"]);
+    let mut c = RawSmtp::connect(a.smtp);
+    let r = c.send_message(
+        "sender@example.com",
+        &["allow@example.com"],
+        "Subject: Hello! This is a test\r\nX-Schedule: {\"expires\":\"3000-12-31T00:00:00Z\"}\r\nTenant: mytenant\r\n\r\nbody\r\n",
+    );
+    let id = queued_id(&r);
+    a.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    let snapshot = inspect_body(&a, "mytenant@example.com");
+    let before = snapshot["messages"][0]["message"].clone();
+    assert_eq!(before["num_attempts"], 1);
+
+    let target = format!("http://{}", b.http);
+    let out = a.cli_output(&["xfer", "--domain", "example.com", "--reason", "testing", "--target", &target]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOTE: Xfer always runs asynchronously"));
+
+    let records = a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "XferOut"]);
+    let xferq = format!("http://{}/.xfer.kumomta.internal", b.http);
+    assert_eq!(records[2]["queue"], xferq.as_str());
+    assert_eq!(
+        records[2]["response"]["content"],
+        format!("Rebound from mytenant@example.com to {xferq}: testing")
+    );
+    assert_eq!(records[3]["delivery_protocol"], "xfer");
+    assert_eq!(records[3]["site"], format!("unspecified->{xferq}@xfer"));
+    let new_id =
+        records[3]["response"]["content"].as_str().unwrap().strip_prefix("new id is ").unwrap().to_string();
+    assert!(a.spool_ids().is_empty(), "removed from the source after XferOut");
+
+    b.wait_sequence(&new_id, &["XferIn", "Delayed"]);
+    let after_q = inspect_body(&b, "mytenant@example.com");
+    let after = &after_q["messages"][0]["message"];
+    for key in ["due", "data", "sender", "recipient", "num_attempts", "scheduling"] {
+        assert_eq!(after[key], before[key], "{key} differs after xfer");
+    }
+    let (meta_a, meta_b) = (before["meta"].as_object().unwrap(), after["meta"].as_object().unwrap());
+    for (k, v) in meta_a {
+        assert_eq!(meta_b.get(k), Some(v), "meta {k}");
+    }
+    assert_eq!(meta_b["sunk"], "received via xfer");
+    assert_eq!(meta_b["xfer_prior_id"], id.as_str());
+    assert_eq!(meta_b["xfer_prior_node"], a.nodeid.as_str());
+    assert_eq!(meta_b["xfer_from"], "127.0.0.1");
+    assert_eq!(meta_b["xfer_via"], b.http.to_string());
+    assert!(meta_b.get("xfer_queue_info").is_none());
+}
+
+#[test]
+fn a_bad_target_is_refused_with_400() {
+    let sink = SmtpSink::start();
+    let a = source(&sink);
+    let out = a.cli_output(&["xfer", "--everything", "--reason", "r", "--target", "ftp://10.0.0.1/x"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("400") && err.contains("invalid xfer target"), "{err}");
+}
