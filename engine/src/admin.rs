@@ -63,6 +63,13 @@ pub enum AdminCmd {
         #[arg(long)]
         target: String,
     },
+    /// Send the messages waiting in an xfer queue back to their original queues, due now.
+    XferCancel {
+        /// The xfer queue, e.g. http://10.0.0.1:8000/.xfer.kumomta.internal
+        queue: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Show the messages waiting in a scheduled queue.
     InspectSchedQ {
         queue: String,
@@ -121,6 +128,10 @@ async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
             });
             call(Method::POST, format!("{base}/api/admin/xfer/v1"), Some(body)).await?;
             eprintln!("NOTE: Xfer always runs asynchronously");
+        }
+        AdminCmd::XferCancel { queue, reason } => {
+            let body = json!({"queue_name": queue, "reason": reason});
+            call(Method::POST, format!("{base}/api/admin/xfer/cancel/v1"), Some(body)).await?;
         }
         AdminCmd::SuspendList => {
             let (_, text) = call(Method::GET, format!("{base}/api/admin/suspend/v1"), None).await?;

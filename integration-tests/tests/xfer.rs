@@ -106,3 +106,58 @@ fn a_bad_target_is_refused_with_400() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("400") && err.contains("invalid xfer target"), "{err}");
 }
+
+/// SPEC §9 scenarios 13 and 15 in one: a target that is down gives the xfer TF of SPEC §4.9 and
+/// keeps the message in the xfer queue; cancelling brings it back, due at once, and it delivers.
+#[test]
+fn xfer_to_a_dead_target_then_cancel_delivers_from_the_original_queue() {
+    let sink = SmtpSink::start();
+    let a = source(&sink);
+    let out = a.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    let sid = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
+    let mut c = RawSmtp::connect(a.smtp);
+    let id = queued_id(&c.send_message(
+        "sender@example.com",
+        &["allow@example.com"],
+        "Subject: x\r\n\r\nbody\r\n",
+    ));
+    a.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    a.cli(&["suspend-cancel", "--id", &sid]);
+
+    // Port 1 on loopback: nothing listens there.
+    a.cli(&["xfer", "--domain", "example.com", "--reason", "drain", "--target", "http://127.0.0.1:1"]);
+    let xferq = "http://127.0.0.1:1/.xfer.kumomta.internal";
+    let records = a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "TransientFailure"]);
+    let tf = &records[3];
+    assert_eq!(tf["queue"], xferq);
+    assert_eq!(tf["delivery_protocol"], "Xfer");
+    let content = tf["response"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with(
+            "KumoMTA internal: error in deliver_message: request status http://127.0.0.1:1/api/xfer/inject/v1"
+        ),
+        "{content}"
+    );
+    let waiting = a.inspect(xferq).expect("the xfer queue holds the message");
+    assert_eq!(waiting["queue_config"]["retry_interval"], "10s");
+    assert_eq!(waiting["queue_config"]["max_retry_interval"], "5m");
+
+    // Unknown and non-xfer queues are refused.
+    let unknown =
+        a.cli_output(&["xfer-cancel", "http://127.0.0.1:2/.xfer.kumomta.internal", "--reason", "x"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("404"));
+    let not_xfer = a.cli_output(&["xfer-cancel", "example.com", "--reason", "x"]);
+    assert!(String::from_utf8_lossy(&not_xfer.stderr).contains("is not an xfer queue"));
+
+    a.cli(&["xfer-cancel", xferq, "--reason", "target retired"]);
+    let records = a.wait_sequence(
+        &id,
+        &["Reception", "TransientFailure", "AdminRebind", "TransientFailure", "AdminRebind", "Delivery"],
+    );
+    assert_eq!(records[4]["queue"], "example.com");
+    assert_eq!(
+        records[4]["response"]["content"],
+        format!("Rebound from {xferq} to example.com: target retired")
+    );
+    assert_eq!(sink.wait_messages(1)[0].rcpt_to, vec!["allow@example.com"]);
+}

@@ -20,7 +20,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::delete().to(suspend_cancel)),
     )
     .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect))
-    .route("/api/admin/xfer/v1", web::post().to(xfer));
+    .route("/api/admin/xfer/v1", web::post().to(xfer))
+    .route("/api/admin/xfer/cancel/v1", web::post().to(xfer_cancel));
 }
 
 /// Default duration of a suspension (SPEC §2.8).
@@ -141,6 +142,25 @@ async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpR
     };
     state.queues.do_send(ferry_actors::xfer::admin::AdminXfer { criteria, xfer_queue, reason: body.reason });
     HttpResponse::Ok().json(serde_json::json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelRequest {
+    queue_name: String,
+    reason: String,
+}
+
+/// SPEC §4.6.
+async fn xfer_cancel(state: web::Data<AppState>, body: web::Json<CancelRequest>) -> HttpResponse {
+    let CancelRequest { queue_name, reason } = body.into_inner();
+    match state.queues.send(ferry_actors::xfer::admin::CancelXfer { queue_name, reason }).await {
+        Ok(Ok(())) => HttpResponse::Ok().json(serde_json::json!({})),
+        Ok(Err((status, message))) => {
+            json_error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), message)
+        }
+        Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

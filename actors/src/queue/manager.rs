@@ -75,6 +75,10 @@ impl QueueManager {
         Self { services: None, queues: HashMap::new() }
     }
 
+    pub(crate) fn services_handle(&self) -> Services {
+        self.services().clone()
+    }
+
     fn services(&self) -> &Services {
         self.services.as_ref().expect("QueueManager is given its services before any insert")
     }

@@ -68,3 +68,82 @@ async fn rebind(services: &Services, id: MessageId, from: &str, xfer_queue: &str
     });
     true
 }
+
+/// `POST /api/admin/xfer/cancel/v1` (SPEC §4.6).
+#[derive(Message)]
+#[rtype(result = "Result<(), (u16, String)>")]
+pub struct CancelXfer {
+    pub queue_name: String,
+    pub reason: String,
+}
+
+impl Handler<CancelXfer> for QueueManager {
+    type Result = ResponseFuture<Result<(), (u16, String)>>;
+
+    fn handle(&mut self, req: CancelXfer, ctx: &mut Context<Self>) -> Self::Result {
+        let me = ctx.address();
+        let services = self.services_handle();
+        Box::pin(async move {
+            if !is_xfer_queue(&req.queue_name) {
+                return Err((400, format!("{} is not an xfer queue", req.queue_name)));
+            }
+            let criteria = Criteria { queue_names: vec![req.queue_name.clone()], ..Criteria::default() };
+            let Some((_, queue)) =
+                me.send(MatchingQueues(criteria)).await.ok().and_then(|m| m.into_iter().next())
+            else {
+                // D8: KumoMTA creates the queue and answers 200; an unknown queue is a 404 here.
+                return Err((404, format!("no xfer queue named {}", req.queue_name)));
+            };
+            actix::spawn(async move {
+                let ids = queue.send(DrainWaiting).await.unwrap_or_default();
+                for id in ids {
+                    cancel_one(&services, id, &req.queue_name, &req.reason).await;
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Back to the original queue, eligible at once; attempts, schedule and queue keys as restored.
+async fn cancel_one(services: &Services, id: MessageId, xfer_queue: &str, reason: &str) {
+    let Ok(Some(meta)) = services.spool.load_meta(&id) else { return };
+    let mut msg = Message::from_spool(id, meta, bytes::Bytes::new());
+    let now = chrono::Utc::now();
+    if let Err(e) = crate::model::xfer::restore_info(&mut msg, now) {
+        tracing::error!(%id, error = %e, "xfer cancel: bad saved queue info; the message stays in the xfer queue");
+        return services.queues.do_send(Insert {
+            msg,
+            ctx: InsertContext::new(InsertReason::AdminRebind),
+            reply: None,
+            check_expiry: false,
+        });
+    }
+    // The restored due is replaced by now (delay 0); Adjust still applies to a schedule.
+    msg.due = msg.schedule.as_ref().map(|s| s.adjust(now));
+    let original = match msg.queue_name() {
+        Ok(q) => q,
+        Err(e) => {
+            tracing::error!(%id, error = %e, "xfer cancel: the original queue cannot be computed; returned to the xfer queue");
+            save_info(&mut msg);
+            msg.set_meta("queue", json!(xfer_queue));
+            save_meta(services, &msg).await;
+            return services.queues.do_send(Insert {
+                msg,
+                ctx: InsertContext::new(InsertReason::AdminRebind),
+                reply: None,
+                check_expiry: false,
+            });
+        }
+    };
+    save_meta(services, &msg).await;
+    let mut r = services.logger.record(RecordType::AdminRebind, &msg, &original);
+    r.response = Response::new(250, None, format!("Rebound from {xfer_queue} to {original}: {reason}"));
+    services.logger.log(&r);
+    services.queues.do_send(Insert {
+        msg,
+        ctx: InsertContext::new(InsertReason::AdminRebind),
+        reply: None,
+        check_expiry: true,
+    });
+}
