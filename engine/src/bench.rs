@@ -211,6 +211,7 @@ pub fn run_policy(args: PolicyBenchArgs) -> anyhow::Result<()> {
         insert_context: vec!["LoggedTransientFailure".into()],
         increment_attempts: true,
         delay: None,
+        backoff: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let started = Instant::now();
@@ -223,7 +224,10 @@ pub fn run_policy(args: PolicyBenchArgs) -> anyhow::Result<()> {
                 tokio::spawn(async move {
                     for _ in 0..per_task {
                         let (msg, args) = (template.clone(), requeue.clone());
-                        let (_, result) = pool.call(move |state| state.requeue_message(msg, &args)).await?;
+                        let (_, result) = pool
+                            .call(move |state| state.requeue_message(msg, &args))
+                            .await
+                            .map(|(m, r, _)| (m, r))?;
                         result?;
                     }
                     anyhow::Ok(())

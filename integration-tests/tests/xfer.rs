@@ -161,3 +161,74 @@ fn xfer_to_a_dead_target_then_cancel_delivers_from_the_original_queue() {
     );
     assert_eq!(sink.wait_messages(1)[0].rcpt_to, vec!["allow@example.com"]);
 }
+
+const SEED_000: &str = r#"local BACKUP_HOST = 'http://backup-kumomta:8000'
+
+kumo.on(
+  'requeue_message',
+  function(msg, smtp_response, insert_context, increment_attempts, delay)
+    if msg:num_attempts() >= 2 then
+      -- Re-route to alternative infra to manage the rest of the send
+      kumo.xfer.xfer_in_requeue(
+        msg,
+        BACKUP_HOST,
+        insert_context,
+        increment_attempts,
+        delay,
+        'reroute to backup infra'
+      )
+    end
+  end
+)"#;
+
+/// Seed 000 verbatim (only BACKUP_HOST points at the second node): after the third transient
+/// failure the message moves to the backup node with its attempts and next due time.
+#[test]
+fn seed_000_xfer_in_requeue_moves_the_message_to_the_backup_node() {
+    let sink = SmtpSink::start();
+    let maildir = tempfile::tempdir().unwrap();
+    let b = receiver(maildir.path());
+    let policy = format!(
+        r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config {{
+    retry_interval = '5s', max_retry_interval = '5s',
+    protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }},
+  }}
+end)
+{}
+"#,
+        sink.port(),
+        SEED_000.replace("http://backup-kumomta:8000", &format!("http://{}", b.http))
+    );
+    let a = FerryNode::start(LOGS, Some(&policy));
+    let mut c = RawSmtp::connect(a.smtp);
+    let id = queued_id(&c.send_message(
+        "sender@example.com",
+        &["tempfail@example.com"],
+        "Subject: x\r\n\r\nbody\r\n",
+    ));
+    let records = a.wait_sequence(
+        &id,
+        &["Reception", "TransientFailure", "TransientFailure", "TransientFailure", "AdminRebind", "XferOut"],
+    );
+    let xferq = format!("http://{}/.xfer.kumomta.internal", b.http);
+    assert_eq!(records[4]["queue"], xferq.as_str());
+    assert_eq!(
+        records[4]["response"]["content"],
+        format!("Rebound from example.com to {xferq}: reroute to backup infra")
+    );
+    let third_tf: chrono::DateTime<chrono::Utc> = records[3]["event_time"].as_str().unwrap().parse().unwrap();
+    let new_id =
+        records[5]["response"]["content"].as_str().unwrap().strip_prefix("new id is ").unwrap().to_string();
+    let b_records = b.wait_sequence(&new_id, &["XferIn", "Delayed", "Delivery"]);
+    assert_eq!(b_records[0]["num_attempts"], 3, "two attempts before, plus this failure");
+    let delivered: chrono::DateTime<chrono::Utc> =
+        b_records[2]["event_time"].as_str().unwrap().parse().unwrap();
+    let wait = (delivered - third_tf).as_seconds_f64();
+    assert!(
+        (4.5..8.0).contains(&wait),
+        "delivered at the retry time computed on the source: {wait:.2}s after the 3rd TF"
+    );
+    assert!(a.spool_ids().is_empty());
+}

@@ -62,6 +62,23 @@ fn expires_message(due: DateTime<Utc>, expires: DateTime<Utc>) -> Expired {
     ))
 }
 
+/// SPEC §2.6 without any expiry check: `Adjust(now + delay + jitter)` (xfer_in_requeue leaves
+/// expiry to the target, SPEC §4.7 step 3).
+pub fn next_due_unchecked(
+    now: DateTime<Utc>,
+    n: u16,
+    backoff: &Backoff,
+    schedule: Option<&Scheduling>,
+    rand01: f64,
+) -> DateTime<Utc> {
+    let delay = retry_delay(backoff.retry_interval, backoff.max_retry_interval, n);
+    let base = add(now, delay);
+    let jittered = base
+        .checked_add_signed(chrono::Duration::seconds(jitter_secs(backoff.retry_interval, rand01)))
+        .unwrap_or(base);
+    schedule.map_or(jittered, |s| s.adjust(jittered))
+}
+
 /// SPEC §2.6 + E1: the next due time after a transient failure with increment, or why the
 /// message expires instead. `n` is num_attempts before this failure.
 pub fn next_due_with_increment(

@@ -10,6 +10,7 @@ use super::error::PolicyError;
 use super::state::PolicyState;
 use super::time_delta::TimeDelta;
 use crate::model::Message;
+use crate::model::retry::Backoff;
 
 /// The event's arguments after the message.
 #[derive(Debug, Clone)]
@@ -18,13 +19,34 @@ pub struct RequeueArgs {
     pub insert_context: Vec<String>,
     pub increment_attempts: bool,
     pub delay: Option<Duration>,
+    /// The current queue's retry settings, for `kumo.xfer.xfer_in_requeue`.
+    pub backoff: Option<Backoff>,
+}
+
+/// An AdminRebind a handler asked for (`xfer_in_requeue(..., reason)`); the engine logs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebindNote {
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+}
+
+/// Per-call context for the `kumo.xfer` functions.
+pub(crate) struct RequeueScope {
+    pub backoff: Option<Backoff>,
+    pub notes: Vec<RebindNote>,
 }
 
 impl PolicyState {
     /// Run the `requeue_message` chain. The message comes back with whatever the handlers changed;
     /// on error the caller restores its snapshot (SPEC §3.4 rule 4).
-    pub fn requeue_message(&self, msg: Message, args: &RequeueArgs) -> (Message, Result<(), PolicyError>) {
-        self.run_message_chain("requeue_message", msg, |lua| {
+    pub fn requeue_message(
+        &self,
+        msg: Message,
+        args: &RequeueArgs,
+    ) -> (Message, Result<(), PolicyError>, Vec<RebindNote>) {
+        self.lua().set_app_data(RequeueScope { backoff: args.backoff, notes: Vec::new() });
+        let (msg, result) = self.run_message_chain("requeue_message", msg, |lua| {
             let ctx = lua.create_sequence_from(args.insert_context.iter().map(String::as_str))?;
             let delay = match args.delay {
                 Some(d) => TimeDelta(d).into_lua(lua)?,
@@ -36,6 +58,8 @@ impl PolicyState {
                 mlua::Value::Boolean(args.increment_attempts),
                 delay,
             ]))
-        })
+        });
+        let notes = self.lua().remove_app_data::<RequeueScope>().map(|s| s.notes).unwrap_or_default();
+        (msg, result, notes)
     }
 }

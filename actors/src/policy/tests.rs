@@ -296,6 +296,7 @@ fn requeue_args() -> requeue::RequeueArgs {
         insert_context: vec!["LoggedTransientFailure".into()],
         increment_attempts: true,
         delay: None,
+        backoff: None,
     }
 }
 
@@ -312,7 +313,7 @@ end)
     .unwrap();
     let mut m = message("\r\n");
     m.num_attempts = 2;
-    let (msg, result) = state.requeue_message(m, &requeue_args());
+    let (msg, result, _) = state.requeue_message(m, &requeue_args());
     result.unwrap();
     assert_eq!(
         msg.get_meta("seen"),
@@ -321,7 +322,7 @@ end)
     let mut with_delay = requeue_args();
     with_delay.delay = Some(std::time::Duration::from_secs(90));
     with_delay.increment_attempts = false;
-    let (msg, _) = state.requeue_message(message("\r\n"), &with_delay);
+    let (msg, _, _) = state.requeue_message(message("\r\n"), &with_delay);
     assert_eq!(
         msg.get_meta("seen"),
         Some(&serde_json::json!("400 4.0.0 tempfail requested|LoggedTransientFailure|false|1m 30s|0"))
@@ -343,13 +344,13 @@ kumo.on('requeue_message', function(msg) msg:set_meta('third', true) end)
     .unwrap();
     let with_rcpt =
         |user: &str| Message { recipients: vec![format!("{user}@example.com")], ..message("\r\n") };
-    let (msg, result) = state.requeue_message(with_rcpt("go"), &requeue_args());
+    let (msg, result, _) = state.requeue_message(with_rcpt("go"), &requeue_args());
     result.unwrap();
     assert!(msg.get_meta("first").is_some() && msg.get_meta("third").is_some());
-    let (msg, result) = state.requeue_message(with_rcpt("stop"), &requeue_args());
+    let (msg, result, _) = state.requeue_message(with_rcpt("stop"), &requeue_args());
     result.unwrap();
     assert_eq!(msg.get_meta("third"), None, "explicit nil stops the chain");
-    let (msg, result) = state.requeue_message(with_rcpt("reject"), &requeue_args());
+    let (msg, result, _) = state.requeue_message(with_rcpt("reject"), &requeue_args());
     assert_eq!(result, Err(PolicyError::Rejected { code: 421, text: "no".into() }));
     assert_eq!(msg.get_meta("third"), None, "later handlers are not called after a reject");
 }
@@ -363,7 +364,7 @@ fn a_runaway_handler_hits_the_time_limit() {
     )
     .unwrap();
     let started = std::time::Instant::now();
-    let (_, result) = state.requeue_message(message("\r\n"), &requeue_args());
+    let (_, result, _) = state.requeue_message(message("\r\n"), &requeue_args());
     let Err(PolicyError::Lua(text)) = result else { panic!("expected a time-limit error") };
     assert!(text.contains("time limit"), "{text}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));

@@ -19,3 +19,122 @@ impl PolicyState {
         })
     }
 }
+
+/// `kumo.xfer.{xfer_in_requeue, xfer, cancel_xfer, get_xfer_target}` (SPEC §4.7).
+pub(crate) fn install(lua: &mlua::Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
+    use chrono::Utc;
+    use mlua::{AnyUserData, Value};
+
+    use super::kumo::runtime_error;
+    use super::lua_message::LuaMessage;
+    use super::requeue::{RebindNote, RequeueScope};
+    use super::time_delta::TimeDelta;
+    use crate::model::queue_config::QueueConfig;
+    use crate::model::retry;
+    use crate::model::xfer::{is_xfer_queue, queue_for_target, restore_info, save_info, target_of_queue};
+
+    fn note(lua: &mlua::Lua, from: String, to: &str, reason: Option<String>) {
+        if let (Some(reason), Some(mut scope)) = (reason, lua.app_data_mut::<RequeueScope>()) {
+            scope.notes.push(RebindNote { from, to: to.to_string(), reason });
+        }
+    }
+
+    let table = lua.create_table()?;
+    table.set(
+        "xfer_in_requeue",
+        lua.create_function(
+            |lua,
+             (ud, url, _ctx, increment, delay, reason): (
+                AnyUserData,
+                String,
+                Value,
+                bool,
+                Value,
+                Option<String>,
+            )| {
+                let xferq = queue_for_target(&url).map_err(|e| runtime_error(lua, e))?;
+                let mut m = ud.borrow_mut::<LuaMessage>()?;
+                let msg = &mut m.0;
+                let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
+                if current == xferq {
+                    return Ok(());
+                }
+                let now = Utc::now();
+                if is_xfer_queue(&current) {
+                    restore_info(msg, now).map_err(|e| runtime_error(lua, e))?;
+                }
+                // Step 3: the next schedule, computed before saving, with no expiry check.
+                let due = if increment {
+                    let backoff = lua
+                        .app_data_ref::<RequeueScope>()
+                        .and_then(|s| s.backoff)
+                        .unwrap_or_else(|| QueueConfig::default().backoff());
+                    let due = retry::next_due_unchecked(
+                        now,
+                        msg.num_attempts,
+                        &backoff,
+                        msg.schedule.as_ref(),
+                        rand::random(),
+                    );
+                    msg.num_attempts = msg.num_attempts.saturating_add(1);
+                    due
+                } else {
+                    let delay = match delay {
+                        Value::Nil => None,
+                        v => Some(TimeDelta::from_lua_arg(v)?.0),
+                    };
+                    retry::next_due_without_increment(now, delay, msg.schedule.as_ref(), rand::random())
+                };
+                msg.due = Some(due);
+                let from = msg.queue_name().unwrap_or(current);
+                save_info(msg);
+                msg.set_meta("queue", serde_json::Value::String(xferq.clone()));
+                note(lua, from, &xferq, reason);
+                Ok(())
+            },
+        )?,
+    )?;
+    table.set(
+        "xfer",
+        lua.create_function(|lua, (ud, url, reason): (AnyUserData, String, Option<String>)| {
+            let xferq = queue_for_target(&url).map_err(|e| runtime_error(lua, e))?;
+            let mut m = ud.borrow_mut::<LuaMessage>()?;
+            let msg = &mut m.0;
+            let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
+            if current == xferq {
+                return Ok(());
+            }
+            if is_xfer_queue(&current) {
+                restore_info(msg, Utc::now()).map_err(|e| runtime_error(lua, e))?;
+            }
+            let from = msg.queue_name().unwrap_or(current);
+            save_info(msg);
+            msg.set_meta("queue", serde_json::Value::String(xferq.clone()));
+            note(lua, from, &xferq, reason);
+            Ok(())
+        })?,
+    )?;
+    table.set(
+        "cancel_xfer",
+        lua.create_function(|lua, (ud, reason): (AnyUserData, Option<String>)| {
+            let mut m = ud.borrow_mut::<LuaMessage>()?;
+            let msg = &mut m.0;
+            let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
+            if !is_xfer_queue(&current) {
+                return Ok(());
+            }
+            restore_info(msg, Utc::now()).map_err(|e| runtime_error(lua, e))?;
+            let to = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
+            note(lua, current, &to, reason);
+            Ok(())
+        })?,
+    )?;
+    table.set(
+        "get_xfer_target",
+        lua.create_function(|_, ud: AnyUserData| {
+            let m = ud.borrow::<LuaMessage>()?;
+            Ok(m.0.queue_name().ok().and_then(|q| target_of_queue(&q)))
+        })?,
+    )?;
+    kumo_table.set("xfer", table)
+}

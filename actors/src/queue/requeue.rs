@@ -13,7 +13,7 @@ use super::services::Services;
 use crate::model::insert_context::InsertContext;
 use crate::model::queue_config::QueueConfig;
 use crate::model::retry::{self, Expired};
-use crate::model::{Message, Response};
+use crate::model::{Message, RecordType, Response};
 use crate::policy::PolicyError;
 use crate::policy::requeue::RequeueArgs;
 use crate::spool::SpoolOp;
@@ -37,7 +37,7 @@ pub struct Requeue {
 /// previous due time), and a policy error restores it as it was.
 pub async fn requeue(services: &Services, req: Requeue) {
     let Requeue { msg, queue, config, response, ctx, increment, delay } = req;
-    let msg = match decide(services, msg, &queue, &response, &ctx, increment, delay).await {
+    let msg = match decide(services, msg, config.backoff(), &queue, &response, &ctx, increment, delay).await {
         Decision::Bounced => return,
         Decision::Moved { msg, to } => return move_to(services, msg, &to, increment, ctx).await,
         Decision::Stay(msg) => msg,
@@ -55,6 +55,7 @@ enum Decision {
 async fn decide(
     services: &Services,
     msg: Message,
+    backoff: crate::model::retry::Backoff,
     queue: &str,
     response: &Response,
     ctx: &InsertContext,
@@ -72,8 +73,12 @@ async fn decide(
         insert_context: ctx.names(),
         increment_attempts: increment,
         delay,
+        backoff: Some(backoff),
     };
-    let (mut msg, outcome) = match services.policy.call(move |state| state.requeue_message(msg, &args)).await
+    let (mut msg, outcome, rebinds) = match services
+        .policy
+        .call(move |state| state.requeue_message(msg, &args))
+        .await
     {
         Ok(pair) => pair,
         Err(e) => {
@@ -82,7 +87,18 @@ async fn decide(
         }
     };
     match outcome {
-        Ok(()) => {}
+        Ok(()) => {
+            // kumo.xfer.xfer_in_requeue(..., reason) asked for AdminRebind records.
+            for note in rebinds {
+                let mut r = services.logger.record(RecordType::AdminRebind, &msg, &note.to);
+                r.response = Response::new(
+                    250,
+                    None,
+                    format!("Rebound from {} to {}: {}", note.from, note.to, note.reason),
+                );
+                services.logger.log(&r);
+            }
+        }
         Err(PolicyError::Rejected { code, text }) => {
             // Rule 3: any code, even 4xx, bounces; later handlers were not called.
             let response = Response { code, enhanced_code: None, content: text, command: None };
