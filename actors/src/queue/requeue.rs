@@ -37,7 +37,9 @@ pub struct Requeue {
 /// previous due time), and a policy error restores it as it was.
 pub async fn requeue(services: &Services, req: Requeue) {
     let Requeue { msg, queue, config, response, ctx, increment, delay } = req;
-    let msg = match decide(services, msg, config.backoff(), &queue, &response, &ctx, increment, delay).await {
+    let failure =
+        Failure { queue: &queue, config: &config, response: &response, ctx: &ctx, increment, delay };
+    let msg = match decide(services, msg, failure).await {
         Decision::Bounced => return,
         Decision::Moved { msg, to } => return move_to(services, msg, &to, increment, ctx).await,
         Decision::Stay(msg) => msg,
@@ -51,17 +53,21 @@ enum Decision {
     Stay(Message),
 }
 
-/// Run the `requeue_message` chain on the policy actor (never on the queue actor).
-async fn decide(
-    services: &Services,
-    msg: Message,
-    backoff: crate::model::retry::Backoff,
-    queue: &str,
-    response: &Response,
-    ctx: &InsertContext,
+/// What went wrong and where, as `decide` needs it.
+#[derive(Clone, Copy)]
+struct Failure<'a> {
+    queue: &'a str,
+    config: &'a QueueConfig,
+    response: &'a Response,
+    ctx: &'a InsertContext,
     increment: bool,
     delay: Option<Duration>,
-) -> Decision {
+}
+
+/// Run the `requeue_message` chain on the policy actor (never on the queue actor).
+async fn decide(services: &Services, msg: Message, failure: Failure<'_>) -> Decision {
+    let Failure { queue, config, response, ctx, increment, delay } = failure;
+    let backoff = config.backoff();
     if !services.policy.has_handler("requeue_message") {
         return Decision::Stay(msg);
     }
