@@ -83,7 +83,7 @@ fn restore_info_keeps_due_attempts_schedule_and_meta() {
 #[test]
 fn a_resent_message_is_acknowledged_with_the_same_id_and_delivered_once() {
     let sink = SmtpSink::start();
-    let node = receiver(&sink);
+    let mut node = receiver(&sink);
     let meta = json!({"xfer_prior_id": SOURCE_ID, "xfer_prior_node": SOURCE_NODE, "xfer_queue_info": {"num_attempts": 0}});
     let b = body(SOURCE_ID, meta, "Subject: once\r\n\r\nbody\r\n");
     let (s1, r1) = inject(&node, &b);
@@ -94,6 +94,15 @@ fn a_resent_message_is_acknowledged_with_the_same_id_and_delivered_once() {
     node.wait_sequence(id, &["XferIn", "Delivery"]);
     assert_eq!(sink.wait_messages(1).len(), 1);
     wait_until("the spool to empty", Duration::from_secs(10), || node.spool_ids().is_empty().then_some(()));
+    // Completed and gone from the spool: a tombstone still recognises the resend (D5), across a restart too.
+    let (s3, r3) = inject(&node, &b);
+    assert_eq!((s3, &r3["id"]), (200, &r1["id"]), "{r3}");
+    assert!(node.stop().success());
+    node.restart();
+    let (s4, r4) = inject(&node, &b);
+    assert_eq!((s4, &r4["id"]), (200, &r1["id"]), "{r4}");
+    assert!(node.spool_ids().is_empty());
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
     assert_eq!(node.records().iter().filter(|r| r["type"] == "XferIn").count(), 1);
 }
 

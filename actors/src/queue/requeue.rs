@@ -191,9 +191,23 @@ pub async fn expire(services: &Services, msg: &Message, queue: &str, reason: &st
     remove(services, msg).await;
 }
 
-/// Remove a message whose final record has been logged.
+/// How long a completed transferred message is remembered for dedupe (SPEC §4.3 step 4).
+const TOMBSTONE_DAYS: i64 = 7;
+
+/// Remove a message whose final record has been logged. One that arrived by xfer leaves a
+/// tombstone, so that a resend of it is acknowledged instead of delivered twice.
 pub async fn remove(services: &Services, msg: &Message) {
-    if let Err(e) = services.writer.commit(vec![SpoolOp::Remove { id: msg.id }]).await {
+    let meta_str = |k: &str| msg.get_meta(k).and_then(|v| v.as_str()).map(str::to_string);
+    let op = match (meta_str("xfer_prior_node"), meta_str("xfer_prior_id"), msg.get_meta("xfer_from")) {
+        (Some(prior_node), Some(prior_id), Some(_)) => SpoolOp::RemoveWithTombstone {
+            id: msg.id,
+            prior_node,
+            prior_id,
+            expires: Utc::now().timestamp() + TOMBSTONE_DAYS * 86_400,
+        },
+        _ => SpoolOp::Remove { id: msg.id },
+    };
+    if let Err(e) = services.writer.commit(vec![op]).await {
         tracing::error!(id = %msg.id, error = %e, "spool removal failed; the message will be found again at restart");
     }
 }

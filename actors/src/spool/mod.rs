@@ -40,6 +40,9 @@ pub struct Spool {
     env: &'static Env<WithoutTls>,
     meta: Db,
     data: Db,
+    /// Derived xfer ids of completed transferred messages -> `expires_unix\nprior_node\nprior_id`,
+    /// so a resend after completion is acknowledged, not delivered again (SPEC §4.3 step 4, D5).
+    tombstones: Db,
 }
 
 /// What start-up found in the spool.
@@ -71,23 +74,51 @@ impl Spool {
         // A reader left behind by a killed process would pin old pages forever.
         env.clear_stale_readers().map_err(|e| open_err(e.to_string()))?;
         let wtxn = env.write_txn().map_err(|e| open_err(e.to_string()))?;
-        let (meta, data) = env
+        let (meta, data, tombstones) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_, heed::Error> {
                 let meta: Db = opener.create_database(wtxn, Some("meta"))?;
                 let data: Db = opener.create_database(wtxn, Some("data"))?;
-                Ok(CommitOrAbort::<_, ()>::Commit((meta, data)))
+                let tombstones: Db = opener.create_database(wtxn, Some("xfer_tombstones"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((meta, data, tombstones)))
             })
             .map_err(|e| open_err(e.to_string()))?
             .unwrap_commit();
-        Ok(Spool { env, meta, data })
+        let spool = Spool { env, meta, data, tombstones };
+        spool.purge_tombstones(chrono::Utc::now().timestamp()).map_err(|e| open_err(e.to_string()))?;
+        Ok(spool)
+    }
+
+    /// Drop tombstones whose 7 days have passed.
+    fn purge_tombstones(&self, now: i64) -> Result<(), heed::Error> {
+        let mut wtxn = self.env.write_txn()?;
+        let expired: Vec<Vec<u8>> = self
+            .tombstones
+            .iter(&wtxn)?
+            .filter_map(|e| e.ok())
+            .filter(|(_, v)| tombstone_expires(v).is_some_and(|t| t <= now))
+            .map(|(k, _)| k.to_vec())
+            .collect();
+        for k in expired {
+            self.tombstones.delete(&mut wtxn, &k)?;
+        }
+        wtxn.commit()
+    }
+
+    /// The `(prior_node, prior_id)` of a completed transferred message with this id, if any.
+    pub fn tombstone(&self, id: &MessageId) -> Result<Option<(String, String)>, SpoolError> {
+        let rtxn = self.env.read_txn()?;
+        let Some(v) = self.tombstones.get(&rtxn, id.as_bytes())? else { return Ok(None) };
+        let text = String::from_utf8_lossy(v);
+        let mut parts = text.splitn(3, '\n').skip(1);
+        Ok(Some((parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string())))
     }
 
     pub(crate) fn env(&self) -> &'static Env<WithoutTls> {
         self.env
     }
 
-    pub(crate) fn databases(&self) -> (Db, Db) {
-        (self.meta, self.data)
+    pub(crate) fn databases(&self) -> (Db, Db, Db) {
+        (self.meta, self.data, self.tombstones)
     }
 
     pub fn load_meta(&self, id: &MessageId) -> Result<Option<SpoolMeta>, SpoolError> {
@@ -166,6 +197,10 @@ impl Spool {
         })?;
         Ok(inv)
     }
+}
+
+fn tombstone_expires(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.split('\n').next()?.parse().ok()
 }
 
 #[cfg(test)]

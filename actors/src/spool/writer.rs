@@ -33,6 +33,13 @@ pub enum SpoolOp {
     Remove {
         id: MessageId,
     },
+    /// Remove, leaving a tombstone that remembers the xfer key until `expires` (unix seconds).
+    RemoveWithTombstone {
+        id: MessageId,
+        prior_node: String,
+        prior_id: String,
+        expires: i64,
+    },
 }
 
 type Reply = oneshot::Sender<Result<(), SpoolError>>;
@@ -137,7 +144,7 @@ fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
 }
 
 fn apply(spool: &Spool, batch: &[(Vec<SpoolOp>, Reply)]) -> Result<(), heed::Error> {
-    let (meta_db, data_db) = spool.databases();
+    let (meta_db, data_db, tombstones) = spool.databases();
     let mut wtxn = spool.env().write_txn()?;
     for (ops, _) in batch {
         for op in ops {
@@ -151,6 +158,12 @@ fn apply(spool: &Spool, batch: &[(Vec<SpoolOp>, Reply)]) -> Result<(), heed::Err
                 SpoolOp::Remove { id } => {
                     meta_db.delete(&mut wtxn, id.as_bytes())?;
                     data_db.delete(&mut wtxn, id.as_bytes())?;
+                }
+                SpoolOp::RemoveWithTombstone { id, prior_node, prior_id, expires } => {
+                    meta_db.delete(&mut wtxn, id.as_bytes())?;
+                    data_db.delete(&mut wtxn, id.as_bytes())?;
+                    let value = format!("{expires}\n{prior_node}\n{prior_id}");
+                    tombstones.put(&mut wtxn, id.as_bytes(), value.as_bytes())?;
                 }
             }
         }

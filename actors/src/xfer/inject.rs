@@ -64,7 +64,16 @@ pub async fn inject(services: &Services, req: InjectRequest) -> Result<MessageId
     let mut id = derive_id(&src, &services.node_field);
     loop {
         match services.spool.load_meta(&id) {
-            Ok(None) => break,
+            Ok(None) => match services.spool.tombstone(&id) {
+                Ok(Some((node, prior)))
+                    if prior_node.as_deref() == Some(node.as_str())
+                        && prior_id.as_deref() == Some(prior.as_str()) =>
+                {
+                    tracing::info!(%id, %src, "xfer resend of a message already completed here; acknowledged");
+                    return Ok(id);
+                }
+                _ => break,
+            },
             Ok(Some(existing)) if prior_key(&existing.meta) == (prior_node.clone(), prior_id.clone()) => {
                 tracing::info!(%id, %src, "xfer resend of a message already here; acknowledged with its id");
                 return Ok(id);
