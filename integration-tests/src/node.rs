@@ -125,6 +125,28 @@ impl FerryNode {
         wait_until("ferry to exit after SIGTERM", Duration::from_secs(40), || c.try_wait().ok().flatten())
     }
 
+    /// Rewrite the config to listen on the ports bound now, so a restart keeps them (peers that
+    /// name this node by address, e.g. in an xfer queue, still find it).
+    pub fn pin_ports(&self) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut section = String::new();
+        let pinned: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.trim_start().starts_with('[') {
+                    section = line.trim().to_string();
+                }
+                match (section.as_str(), line.trim_start().starts_with("listen")) {
+                    ("[smtp]", true) => format!("listen = \"{}\"", self.smtp),
+                    ("[http]", true) => format!("listen = \"{}\"", self.http),
+                    _ => line.to_string(),
+                }
+            })
+            .collect();
+        std::fs::write(&path, pinned.join("\n")).unwrap();
+    }
+
     /// Start again on the same config and data after a stop or kill.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill the node first");
