@@ -232,3 +232,89 @@ end)
     );
     assert!(a.spool_ids().is_empty());
 }
+
+/// SPEC §9 scenario 12 (the "bogus" target is a dead loopback port: a real bogus name would send
+/// a DNS query off the machine): re-targeting from one xfer queue to another keeps the queue info
+/// saved by the first xfer.
+#[test]
+fn scenario_12_xfer_twice_keeps_the_first_saved_info() {
+    let sink = SmtpSink::start();
+    let maildir = tempfile::tempdir().unwrap();
+    let a = source(&sink);
+    let b = receiver(maildir.path());
+    a.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    let mut c = RawSmtp::connect(a.smtp);
+    let id = queued_id(&c.send_message(
+        "sender@example.com",
+        &["allow@example.com"],
+        "Subject: twice\r\nTenant: mytenant\r\n\r\nbody\r\n",
+    ));
+    a.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    let before = inspect_body(&a, "mytenant@example.com")["messages"][0]["message"].clone();
+
+    let dead = "http://127.0.0.1:1/.xfer.kumomta.internal";
+    a.cli(&["xfer", "--domain", "example.com", "--reason", "first", "--target", "http://127.0.0.1:1"]);
+    a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "TransientFailure"]);
+    a.cli(&["xfer", "--queue", dead, "--reason", "second", "--target", &format!("http://{}", b.http)]);
+    let records = a.wait_sequence(
+        &id,
+        &["Reception", "TransientFailure", "AdminRebind", "TransientFailure", "AdminRebind", "XferOut"],
+    );
+    assert_eq!(
+        records[4]["response"]["content"],
+        format!("Rebound from {dead} to http://{}/.xfer.kumomta.internal: second", b.http)
+    );
+    let new_id =
+        records[5]["response"]["content"].as_str().unwrap().strip_prefix("new id is ").unwrap().to_string();
+    b.wait_sequence(&new_id, &["XferIn", "Delayed"]);
+    let after = inspect_body(&b, "mytenant@example.com")["messages"][0]["message"].clone();
+    assert_eq!(after["num_attempts"], 1, "the attempt count saved by the first xfer, not the xfer queue's");
+    assert_eq!(after["due"], before["due"]);
+}
+
+/// SPEC §9 scenario 17: a node told to xfer to itself is stopped by the loop guard each time, and
+/// xfer-cancel puts the message back where it was.
+#[test]
+fn scenario_17_self_xfer_is_refused_and_cancel_restores() {
+    let sink = SmtpSink::start();
+    let a = source(&sink);
+    a.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    let mut c = RawSmtp::connect(a.smtp);
+    let id = queued_id(&c.send_message(
+        "sender@example.com",
+        &["allow@example.com"],
+        "Subject: self\r\n\r\nbody\r\n",
+    ));
+    a.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    a.cli(&[
+        "xfer",
+        "--domain",
+        "example.com",
+        "--reason",
+        "oops",
+        "--target",
+        &format!("http://{}", a.http),
+    ]);
+    let records = a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "TransientFailure"]);
+    let content = records[3]["response"]["content"].as_str().unwrap();
+    assert!(
+        content.contains(&format!("cannot xfer to myself. xfer_prior_node={} which is my node id", a.nodeid)),
+        "{content}"
+    );
+    assert_eq!(a.spool_ids(), vec![id.clone()], "no duplicate");
+    let xferq = format!("http://{}/.xfer.kumomta.internal", a.http);
+    a.cli(&["xfer-cancel", &xferq, "--reason", "undo"]);
+    let records = a.wait_sequence(
+        &id,
+        &[
+            "Reception",
+            "TransientFailure",
+            "AdminRebind",
+            "TransientFailure",
+            "AdminRebind",
+            "TransientFailure",
+        ],
+    );
+    assert_eq!(records[4]["queue"], "example.com", "back in its original queue");
+    assert_eq!(records[5]["site"], "example.com", "and suspended there again, as before the xfer");
+}
