@@ -2,7 +2,6 @@
 //! host that answers, and deliver messages back to back until the ready queue is empty.
 
 use actix::Addr;
-use chrono::Utc;
 
 use super::mx::{self, ResolveError, Target};
 use super::outcome::{internal_error, settle, transient_failure};
@@ -109,19 +108,8 @@ async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
             return None;
         }
     };
-    let suspended = services
-        .suspensions
-        .lock()
-        .ok()
-        .and_then(|s| s.matching(&item.queue, Utc::now()).map(|s| s.reason.clone()));
-    if let Some(reason) = suspended {
-        let response = Response::new(
-            451,
-            Some("4.4.4"),
-            format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
-        );
-        let attempt = Attempt { site: item.queue.clone(), ..Default::default() };
-        transient_failure(services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
+    if let Some(reason) = crate::queue::requeue::suspension_of(services, &item.queue) {
+        crate::queue::requeue::suspended(services, msg, &item.queue, &item.config, &reason).await;
         return None;
     }
     Some(msg)

@@ -10,7 +10,7 @@ use chrono::Utc;
 use super::manager::Insert;
 use super::records::{Attempt, Records};
 use super::services::Services;
-use crate::model::insert_context::InsertContext;
+use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::QueueConfig;
 use crate::model::retry::{self, Expired};
 use crate::model::{Message, RecordType, Response};
@@ -183,6 +183,40 @@ async fn retry_in_place(
             services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
         }
     }
+}
+
+/// The reason of a live admin suspension matching `queue`, if any (SPEC §2.8).
+pub fn suspension_of(services: &Services, queue: &str) -> Option<String> {
+    let suspensions = services.suspensions.lock().ok()?;
+    suspensions.matching(queue, Utc::now()).map(|s| s.reason.clone())
+}
+
+/// SPEC §2.4 step 2 (and the ready-queue re-check): a suspended queue answers with a
+/// TransientFailure 451 4.4.4 whose site is the scheduled queue, then the normal requeue path.
+pub async fn suspended(
+    services: &Services,
+    msg: Message,
+    queue: &str,
+    config: &Arc<QueueConfig>,
+    reason: &str,
+) {
+    let response = Response::new(
+        451,
+        Some("4.4.4"),
+        format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
+    );
+    let attempt = Attempt { site: queue.to_string(), ..Default::default() };
+    Records(&services.logger).transient(&msg, queue, response.clone(), &attempt);
+    let req = Requeue {
+        msg,
+        queue: queue.to_string(),
+        config: config.clone(),
+        response,
+        ctx: InsertContext::new(InsertReason::LoggedTransientFailure),
+        increment: true,
+        delay: None,
+    };
+    requeue(services, req).await;
 }
 
 /// Log `Expiration` 551 5.4.7 and remove from the spool (record first: SPEC I1).

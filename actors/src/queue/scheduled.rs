@@ -10,7 +10,7 @@ use actix::prelude::*;
 use chrono::{DateTime, Utc};
 
 use super::manager::{Insert, QueueManager, ReapMe};
-use super::records::{Attempt, Records};
+use super::records::Records;
 use super::requeue::{self, Requeue};
 use super::services::Services;
 use crate::delivery::{self, Enqueue, ReadyItem};
@@ -176,13 +176,9 @@ impl ScheduledQueue {
     /// SPEC §2.4, checks in order.
     fn promote(&mut self, msg: Message, _reason: InsertContext, _ctx: &mut Context<Self>) {
         let services = self.services.clone();
-        let suspended = services
-            .suspensions
-            .lock()
-            .ok()
-            .and_then(|s| s.matching(&self.name, Utc::now()).map(|s| s.reason.clone()));
-        if let Some(reason) = suspended {
-            suspend_transient(services, msg, self.name.clone(), self.config.clone(), reason);
+        if let Some(reason) = requeue::suspension_of(&services, &self.name) {
+            let (queue, config) = (self.name.clone(), self.config.clone());
+            actix::spawn(async move { requeue::suspended(&services, msg, &queue, &config, &reason).await });
             return;
         }
         // Step 3: max_message_rate. Over the rate: back through the requeue path without an
@@ -254,35 +250,6 @@ impl ScheduledQueue {
             }
         });
     }
-}
-
-/// SPEC §2.4 step 2: a suspended queue answers promotion with a TF and the normal backoff.
-fn suspend_transient(
-    services: Services,
-    msg: Message,
-    queue: String,
-    config: Arc<QueueConfig>,
-    reason: String,
-) {
-    actix::spawn(async move {
-        let response = Response::new(
-            451,
-            Some("4.4.4"),
-            format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
-        );
-        let attempt = Attempt { site: queue.clone(), ..Default::default() };
-        Records(&services.logger).transient(&msg, &queue, response.clone(), &attempt);
-        let req = Requeue {
-            msg,
-            queue,
-            config,
-            response,
-            ctx: InsertContext::new(InsertReason::LoggedTransientFailure),
-            increment: true,
-            delay: None,
-        };
-        requeue::requeue(&services, req).await;
-    });
 }
 
 impl Actor for ScheduledQueue {

@@ -152,21 +152,11 @@ impl Spool {
         &self,
         mut f: impl FnMut(MessageId, Result<SpoolMeta, SpoolError>) -> bool,
     ) -> Result<(), SpoolError> {
-        let rtxn = self.env.read_txn()?;
-        for entry in self.meta.iter(&rtxn)? {
-            let (key, value) = entry?;
-            let Ok(key) = <[u8; 16]>::try_from(key) else {
-                tracing::error!(key = ?key, "spool meta key is not a 16-byte id; skipped");
-                continue;
-            };
-            let id = MessageId::from_bytes(key);
-            let meta = SpoolMeta::from_bytes(value)
+        self.for_each_meta_raw(|id, bytes| {
+            let meta = SpoolMeta::from_bytes(bytes)
                 .map_err(|e| SpoolError::Corrupt { id: id.to_string(), error: e.to_string() });
-            if !f(id, meta) {
-                break;
-            }
-        }
-        Ok(())
+            f(id, meta)
+        })
     }
 
     /// Visit every stored message's raw meta bytes in key order. `f` returns false to stop early.

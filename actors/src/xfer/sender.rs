@@ -1,6 +1,5 @@
 //! Sending one message to a peer (SPEC §4.3, §4.9).
 
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::codec;
@@ -27,19 +26,8 @@ pub(super) async fn send(
     let attempt = Attempt { site: site.clone(), peer: None, protocol: Some("Xfer".into()) };
     let logged = InsertContext::new(InsertReason::LoggedTransientFailure);
     // Ready queues re-check suspension (SPEC §2.4): an xfer queue can be suspended too.
-    let suspended = services
-        .suspensions
-        .lock()
-        .ok()
-        .and_then(|s| s.matching(&item.queue, Utc::now()).map(|s| s.reason.clone()));
-    if let Some(reason) = suspended {
-        let response = Response::new(
-            451,
-            Some("4.4.4"),
-            format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
-        );
-        let attempt = Attempt { site: item.queue.clone(), ..Default::default() };
-        return fail(&services, msg, &item, response, &attempt, logged).await;
+    if let Some(reason) = requeue::suspension_of(&services, &item.queue) {
+        return requeue::suspended(&services, msg, &item.queue, &item.config, &reason).await;
     }
     // SPEC §4.3: the receiver dedupes and loop-guards on these.
     msg.set_meta("xfer_prior_id", json!(msg.id.to_string()));
