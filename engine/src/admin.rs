@@ -23,11 +23,14 @@ pub struct Selection {
     pub campaign: Option<String>,
     #[arg(long)]
     pub tenant: Option<String>,
+    /// Match this routing domain (xfer, bounce, rebind; suspensions have none).
+    #[arg(long)]
+    pub routing_domain: Option<String>,
     /// Exact scheduled queue name; repeatable. Excludes the other criteria.
-    #[arg(long = "queue", conflicts_with_all = ["domain", "campaign", "tenant"])]
+    #[arg(long = "queue", conflicts_with_all = ["domain", "campaign", "tenant", "routing_domain"])]
     pub queues: Vec<String>,
     /// Every queue.
-    #[arg(long, conflicts_with_all = ["domain", "campaign", "tenant", "queues"])]
+    #[arg(long, conflicts_with_all = ["domain", "campaign", "tenant", "routing_domain", "queues"])]
     pub everything: bool,
 }
 
@@ -53,9 +56,6 @@ pub enum AdminCmd {
     Xfer {
         #[command(flatten)]
         selection: Selection,
-        /// Match this routing domain.
-        #[arg(long)]
-        routing_domain: Option<String>,
         /// Recorded in the AdminRebind record of every moved message.
         #[arg(long)]
         reason: String,
@@ -114,6 +114,11 @@ async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
     use awc::http::Method;
     match cmd {
         AdminCmd::Suspend { selection, reason, duration } => {
+            if selection.routing_domain.is_some() {
+                bail!(
+                    "suspend does not take --routing-domain: suspensions match campaign, tenant, domain or queue names"
+                );
+            }
             let body = json!({
                 "campaign": selection.campaign, "tenant": selection.tenant, "domain": selection.domain,
                 "queue_names": selection.queues, "reason": reason, "duration": duration,
@@ -121,9 +126,9 @@ async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
             let (_, text) = call(Method::POST, format!("{base}/api/admin/suspend/v1"), Some(body)).await?;
             println!("{}", pretty(&text));
         }
-        AdminCmd::Xfer { selection, routing_domain, reason, target } => {
+        AdminCmd::Xfer { selection, reason, target } => {
             let body = json!({
-                "domain": selection.domain, "routing_domain": routing_domain, "campaign": selection.campaign,
+                "domain": selection.domain, "routing_domain": selection.routing_domain, "campaign": selection.campaign,
                 "tenant": selection.tenant, "queue_names": selection.queues, "reason": reason, "target": target,
             });
             call(Method::POST, format!("{base}/api/admin/xfer/v1"), Some(body)).await?;

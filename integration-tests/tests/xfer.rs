@@ -98,6 +98,16 @@ fn scenario_11_xfer_end_to_end_keeps_the_message_state() {
 }
 
 #[test]
+fn routing_domain_alone_selects_for_xfer_but_not_for_suspend() {
+    let sink = SmtpSink::start();
+    let a = source(&sink);
+    a.cli(&["xfer", "--routing-domain", "relay.example", "--reason", "r", "--target", "http://127.0.0.1:1"]);
+    let out = a.cli_output(&["suspend", "--routing-domain", "relay.example", "--reason", "r"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not take --routing-domain"));
+}
+
+#[test]
 fn a_bad_target_is_refused_with_400() {
     let sink = SmtpSink::start();
     let a = source(&sink);
