@@ -11,6 +11,24 @@ use serde_json::Value;
 
 const MESSAGES: usize = 10_000;
 
+/// Four nodes and two injections at once overload a 2-core machine, and the xfer backoff (10 s
+/// doubling, capped at 300 s) then stretches the run: the two scenarios take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Long enough for the capped xfer backoff to come round more than once.
+const DRAIN: Duration = Duration::from_secs(600);
+
+/// Wait for A to be empty, or fail with what is left and A's latest log lines.
+fn wait_drained(a: &FerryNode) {
+    let drained =
+        ferry_integration_tests::wait::try_wait_until(DRAIN, || a.spool_ids().is_empty().then_some(()));
+    if drained.is_none() {
+        let left = a.spool_ids().len();
+        let log: Vec<String> = a.stderr().lines().rev().take(30).map(str::to_string).collect();
+        panic!("{left} messages left on A after {DRAIN:?}; A's log (newest first):\n{}", log.join("\n"));
+    }
+}
+
 /// Both nodes hold messages back a day (X-Schedule) so they stay spooled and countable.
 const POLICY: &str =
     "kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_header('X-Schedule') end)";
@@ -78,6 +96,7 @@ fn wait_for(b: &FerryNode, at_least: usize) {
 
 #[test]
 fn kill_9_of_the_sender_mid_transfer_loses_and_duplicates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (mut a, b) = nodes();
     let original = inject(&a);
     xfer(&a, &b);
@@ -91,22 +110,13 @@ fn kill_9_of_the_sender_mid_transfer_loses_and_duplicates_nothing() {
         a.stderr().contains("spooled messages scheduled").then_some(())
     });
     xfer(&a, &b);
-    let drained = ferry_integration_tests::wait::try_wait_until(Duration::from_secs(180), || {
-        a.spool_ids().is_empty().then_some(())
-    });
-    if drained.is_none() {
-        let left = a.spool_ids();
-        panic!(
-            "{} messages left on A; A's log:\n{}",
-            left.len(),
-            a.stderr().lines().rev().take(30).collect::<Vec<_>>().join("\n")
-        );
-    }
+    wait_drained(&a);
     assert_exactly_once(&a, &b, &original);
 }
 
 #[test]
 fn kill_9_of_the_receiver_mid_transfer_loses_and_duplicates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (a, mut b) = nodes();
     let original = inject(&a);
     xfer(&a, &b);
@@ -114,6 +124,6 @@ fn kill_9_of_the_receiver_mid_transfer_loses_and_duplicates_nothing() {
     b.kill9();
     b.restart();
     // A retries failed sends from its xfer queue (10 s backoff) until B has everything.
-    wait_until("A to be empty", Duration::from_secs(240), || a.spool_ids().is_empty().then_some(()));
+    wait_drained(&a);
     assert_exactly_once(&a, &b, &original);
 }
