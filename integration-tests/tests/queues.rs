@@ -422,3 +422,39 @@ fn an_nxdomain_destination_follows_the_normal_retry_schedule() {
     assert!(gaps[0] >= 1.0 && gaps[0] < 2.0 && gaps[1] >= 2.0 && gaps[1] < 3.5, "backoff 1 s, 2 s: {gaps:?}");
     assert!(dns.queries() > 0, "the MX lookup went to the configured server");
 }
+
+/// SPEC §2.1: with `refresh_strategy = "Ttl"` a live queue asks the policy again once
+/// `refresh_interval` has passed (checked on its 10 s tick); a failed refresh keeps the old config.
+#[test]
+fn queue_config_is_refreshed_after_its_ttl() {
+    let sink = SmtpSink::start();
+    let policy = format!(
+        r#"
+local calls = 0
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  calls = calls + 1
+  kumo.log_info('CONFIG-FETCH ' .. domain)
+  if calls > 1 then error('refresh fails on purpose') end
+  return kumo.make_queue_config {{
+    retry_interval = '20m', refresh_interval = '1s',
+    protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }},
+  }}
+end)
+"#,
+        sink.port()
+    );
+    // One Lua state, so the handler's call counter is shared by every call.
+    let node = FerryNode::start("[policy]\npool_size = 1\n", Some(&policy));
+    let id = send(&node, "tempfail@example.com", "");
+    node.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    // The message waits 20 minutes, so the queue stays alive across a refresh tick.
+    wait_until("a second get_queue_config call", Duration::from_secs(25), || {
+        (node.stderr().matches("CONFIG-FETCH example.com").count() >= 2).then_some(())
+    });
+    wait_until("the refresh failure to be logged", Duration::from_secs(5), || {
+        node.stderr().contains("config refresh failed; keeping the old config").then_some(())
+    });
+    let inspect = node.inspect("example.com").expect("the queue is still there");
+    assert_eq!(inspect["queue_config"]["retry_interval"], "20m", "the old config is kept");
+    assert_eq!(inspect["num_scheduled"], 1);
+}
