@@ -3,13 +3,14 @@
 
 use actix::Addr;
 
-use super::outcome::{internal_error, transient_failure};
+use super::outcome::internal_error;
 use super::{Dispatcher, Next};
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name;
 use crate::model::{Message, Response};
 use crate::policy::PolicyError;
 use crate::queue::requeue;
+use crate::queue::requeue::transient;
 use crate::queue::{Attempt, Records, Services};
 
 pub(super) async fn connection(
@@ -44,8 +45,7 @@ pub(super) async fn connection(
             }
             Err(PolicyError::Rejected { code, text }) if (400..500).contains(&code) => {
                 let response = Response::new(code, None, text);
-                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged)
-                    .await;
+                transient(&services, msg, &item.queue, &item.config, response, &attempt, logged).await;
             }
             Err(PolicyError::Rejected { code, text }) => {
                 records.bounce(&msg, &item.queue, Response::new(code, None, text), &attempt);
@@ -53,8 +53,7 @@ pub(super) async fn connection(
             }
             Err(e) => {
                 let response = internal_error(e);
-                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged)
-                    .await;
+                transient(&services, msg, &item.queue, &item.config, response, &attempt, logged).await;
             }
         }
     }

@@ -10,7 +10,7 @@ use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::QueueConfig;
 use crate::model::{Message, Response};
 use crate::queue::Attempt;
-use crate::queue::requeue::{self, Requeue};
+use crate::queue::requeue;
 use crate::queue::{Records, Services};
 
 /// Settle one attempt. `results` pairs each recipient with its response.
@@ -47,42 +47,8 @@ pub async fn settle(
         requeue::remove(services, &msg).await;
         return;
     };
-    let remaining = with(&transient);
-    records.transient(&remaining, queue, response.clone(), attempt);
-    let req = Requeue {
-        msg: remaining,
-        queue: queue.to_string(),
-        config: config.clone(),
-        response,
-        ctx: InsertContext::new(InsertReason::LoggedTransientFailure),
-        increment: true,
-        delay: None,
-    };
-    requeue::requeue(services, req).await;
-}
-
-/// A failure that prevented any per-recipient answer (connection, DNS, Lua error): one TF for the
-/// whole message, then the requeue path.
-pub async fn transient_failure(
-    services: &Services,
-    msg: Message,
-    queue: &str,
-    config: &Arc<QueueConfig>,
-    response: Response,
-    attempt: &Attempt,
-    ctx: InsertContext,
-) {
-    Records(&services.logger).transient(&msg, queue, response.clone(), attempt);
-    let req = Requeue {
-        msg,
-        queue: queue.to_string(),
-        config: config.clone(),
-        response,
-        ctx,
-        increment: true,
-        delay: None,
-    };
-    requeue::requeue(services, req).await;
+    let ctx = InsertContext::new(InsertReason::LoggedTransientFailure);
+    requeue::transient(services, with(&transient), queue, config, response, attempt, ctx).await;
 }
 
 /// `KumoMTA internal: error in deliver_message: <err>` (SPEC §3.1).

@@ -4,13 +4,14 @@
 use actix::Addr;
 
 use super::mx::{self, ResolveError, Target};
-use super::outcome::{internal_error, settle, transient_failure};
+use super::outcome::{internal_error, settle};
 use super::smtp_client::{Disposition, SmtpClient, classify};
 use super::{Dispatcher, DrainAll, Next, ReadyItem, SiteKind};
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::MxListEntry;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, Response};
+use crate::queue::requeue::transient;
 use crate::queue::{Attempt, Records, Services};
 
 /// Why no connection could be made, and how each waiting message should be treated.
@@ -122,7 +123,7 @@ async fn fail(services: &Services, msg: Message, item: &ReadyItem, site: &str, f
         Records(&services.logger).bounce(&msg, &item.queue, failure.response.clone(), &attempt);
         crate::queue::requeue::remove(services, &msg).await;
     } else {
-        transient_failure(
+        transient(
             services,
             msg,
             &item.queue,
@@ -170,8 +171,7 @@ pub(super) async fn connection(
             Ok(results) => settle(&services, msg, &item.queue, &item.config, results, &attempt).await,
             Err(e) => {
                 let response = internal_error(&e);
-                transient_failure(&services, msg, &item.queue, &item.config, response, &attempt, logged())
-                    .await;
+                transient(&services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
                 client = None;
                 continue;
             }

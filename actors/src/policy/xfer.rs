@@ -39,6 +39,35 @@ pub(crate) fn install(lua: &mlua::Lua, kumo_table: &mlua::Table) -> mlua::Result
         }
     }
 
+    /// SPEC §4.7 steps shared by `xfer_in_requeue` and `xfer`: nothing if already targeted at
+    /// `url`; otherwise leave any other xfer queue (restore_info), let `reschedule` set the next
+    /// due time, save the queue info and point the message at the target's xfer queue.
+    fn retarget(
+        lua: &mlua::Lua,
+        ud: &AnyUserData,
+        url: &str,
+        reason: Option<String>,
+        reschedule: impl FnOnce(&mut crate::model::Message, chrono::DateTime<Utc>) -> mlua::Result<()>,
+    ) -> mlua::Result<()> {
+        let xferq = queue_for_target(url).map_err(|e| runtime_error(lua, e))?;
+        let mut m = ud.borrow_mut::<LuaMessage>()?;
+        let msg = &mut m.0;
+        let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
+        if current == xferq {
+            return Ok(());
+        }
+        let now = Utc::now();
+        if is_xfer_queue(&current) {
+            restore_info(msg, now).map_err(|e| runtime_error(lua, e))?;
+        }
+        reschedule(msg, now)?;
+        let from = msg.queue_name().unwrap_or(current);
+        save_info(msg);
+        msg.set_meta("queue", serde_json::Value::String(xferq.clone()));
+        note(lua, from, &xferq, reason);
+        Ok(())
+    }
+
     let table = lua.create_table()?;
     table.set(
         "xfer_in_requeue",
@@ -52,66 +81,40 @@ pub(crate) fn install(lua: &mlua::Lua, kumo_table: &mlua::Table) -> mlua::Result
                 Value,
                 Option<String>,
             )| {
-                let xferq = queue_for_target(&url).map_err(|e| runtime_error(lua, e))?;
-                let mut m = ud.borrow_mut::<LuaMessage>()?;
-                let msg = &mut m.0;
-                let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
-                if current == xferq {
-                    return Ok(());
-                }
-                let now = Utc::now();
-                if is_xfer_queue(&current) {
-                    restore_info(msg, now).map_err(|e| runtime_error(lua, e))?;
-                }
-                // Step 3: the next schedule, computed before saving, with no expiry check.
-                let due = if increment {
-                    let backoff = lua
-                        .app_data_ref::<RequeueScope>()
-                        .and_then(|s| s.backoff)
-                        .unwrap_or_else(|| QueueConfig::default().backoff());
-                    let due = retry::next_due_unchecked(
-                        now,
-                        msg.num_attempts,
-                        &backoff,
-                        msg.schedule.as_ref(),
-                        rand::random(),
-                    );
-                    msg.num_attempts = msg.num_attempts.saturating_add(1);
-                    due
-                } else {
-                    let delay = match delay {
-                        Value::Nil => None,
-                        v => Some(TimeDelta::from_lua_arg(v)?.0),
+                retarget(lua, &ud, &url, reason, |msg, now| {
+                    // Step 3: the next schedule, computed before saving, with no expiry check.
+                    let due = if increment {
+                        let backoff = lua
+                            .app_data_ref::<RequeueScope>()
+                            .and_then(|s| s.backoff)
+                            .unwrap_or_else(|| QueueConfig::default().backoff());
+                        let due = retry::next_due_unchecked(
+                            now,
+                            msg.num_attempts,
+                            &backoff,
+                            msg.schedule.as_ref(),
+                            rand::random(),
+                        );
+                        msg.num_attempts = msg.num_attempts.saturating_add(1);
+                        due
+                    } else {
+                        let delay = match delay {
+                            Value::Nil => None,
+                            v => Some(TimeDelta::from_lua_arg(v)?.0),
+                        };
+                        retry::next_due_without_increment(now, delay, msg.schedule.as_ref(), rand::random())
                     };
-                    retry::next_due_without_increment(now, delay, msg.schedule.as_ref(), rand::random())
-                };
-                msg.due = Some(due);
-                let from = msg.queue_name().unwrap_or(current);
-                save_info(msg);
-                msg.set_meta("queue", serde_json::Value::String(xferq.clone()));
-                note(lua, from, &xferq, reason);
-                Ok(())
+                    msg.due = Some(due);
+                    Ok(())
+                })
             },
         )?,
     )?;
     table.set(
         "xfer",
         lua.create_function(|lua, (ud, url, reason): (AnyUserData, String, Option<String>)| {
-            let xferq = queue_for_target(&url).map_err(|e| runtime_error(lua, e))?;
-            let mut m = ud.borrow_mut::<LuaMessage>()?;
-            let msg = &mut m.0;
-            let current = msg.queue_name().map_err(|e| runtime_error(lua, e))?;
-            if current == xferq {
-                return Ok(());
-            }
-            if is_xfer_queue(&current) {
-                restore_info(msg, Utc::now()).map_err(|e| runtime_error(lua, e))?;
-            }
-            let from = msg.queue_name().unwrap_or(current);
-            save_info(msg);
-            msg.set_meta("queue", serde_json::Value::String(xferq.clone()));
-            note(lua, from, &xferq, reason);
-            Ok(())
+            // Scheduling is left alone: the current due is what gets saved.
+            retarget(lua, &ud, &url, reason, |_, _| Ok(()))
         })?,
     )?;
     table.set(

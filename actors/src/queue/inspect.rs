@@ -43,7 +43,7 @@ impl Handler<Snapshot> for ScheduledQueue {
     fn handle(&mut self, Snapshot { want_body, limit }: Snapshot, _: &mut Context<Self>) -> Self::Result {
         let ts = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
         let spool = self.services.spool;
-        let total = self.waiting().count();
+        let total = self.waiting_len();
         let messages: Vec<Value> = self
             .waiting()
             .take(limit.unwrap_or(usize::MAX))

@@ -191,6 +191,31 @@ pub fn suspension_of(services: &Services, queue: &str) -> Option<String> {
     suspensions.matching(queue, Utc::now()).map(|s| s.reason.clone())
 }
 
+/// A failure logged as one `TransientFailure` record for the message, then the requeue path
+/// with an increment (SPEC §3.1): the common end of connection, DNS, Lua, xfer and suspension
+/// failures.
+pub async fn transient(
+    services: &Services,
+    msg: Message,
+    queue: &str,
+    config: &Arc<QueueConfig>,
+    response: Response,
+    attempt: &Attempt,
+    ctx: InsertContext,
+) {
+    Records(&services.logger).transient(&msg, queue, response.clone(), attempt);
+    let req = Requeue {
+        msg,
+        queue: queue.to_string(),
+        config: config.clone(),
+        response,
+        ctx,
+        increment: true,
+        delay: None,
+    };
+    requeue(services, req).await;
+}
+
 /// SPEC §2.4 step 2 (and the ready-queue re-check): a suspended queue answers with a
 /// TransientFailure 451 4.4.4 whose site is the scheduled queue, then the normal requeue path.
 pub async fn suspended(
@@ -206,17 +231,8 @@ pub async fn suspended(
         format!("KumoMTA internal: scheduled queue is suspended: {reason}"),
     );
     let attempt = Attempt { site: queue.to_string(), ..Default::default() };
-    Records(&services.logger).transient(&msg, queue, response.clone(), &attempt);
-    let req = Requeue {
-        msg,
-        queue: queue.to_string(),
-        config: config.clone(),
-        response,
-        ctx: InsertContext::new(InsertReason::LoggedTransientFailure),
-        increment: true,
-        delay: None,
-    };
-    requeue(services, req).await;
+    let ctx = InsertContext::new(InsertReason::LoggedTransientFailure);
+    transient(services, msg, queue, config, response, &attempt, ctx).await;
 }
 
 /// Log `Expiration` 551 5.4.7 and remove from the spool (record first: SPEC I1).

@@ -115,6 +115,10 @@ impl ScheduledQueue {
         self.waiting.iter().map(|(due, id)| (DateTime::from_timestamp_nanos(*due), *id))
     }
 
+    pub(crate) fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
     pub(crate) fn last_changed(&self) -> DateTime<Utc> {
         self.last_changed
     }

@@ -6,8 +6,8 @@ use super::codec;
 use crate::delivery::ReadyItem;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::{RecordType, Response};
-use crate::queue::requeue::{self, Requeue};
-use crate::queue::{Attempt, Records, Services};
+use crate::queue::requeue;
+use crate::queue::{Attempt, Services};
 
 pub(super) async fn send(
     services: Services,
@@ -73,29 +73,8 @@ pub(super) async fn send(
         Err(text) => {
             let response =
                 Response::new(400, None, format!("KumoMTA internal: error in deliver_message: {text}"));
-            fail(&services, msg, &item, response, &attempt, logged).await;
+            // SPEC §4.9: TF, then the requeue path in the xfer queue with increment.
+            requeue::transient(&services, msg, &item.queue, &item.config, response, &attempt, logged).await;
         }
     }
-}
-
-/// TF, then the requeue path in the xfer queue with increment (SPEC §4.9).
-async fn fail(
-    services: &Services,
-    msg: crate::model::Message,
-    item: &ReadyItem,
-    response: Response,
-    attempt: &Attempt,
-    ctx: InsertContext,
-) {
-    Records(&services.logger).transient(&msg, &item.queue, response.clone(), attempt);
-    let req = Requeue {
-        msg,
-        queue: item.queue.clone(),
-        config: item.config.clone(),
-        response,
-        ctx,
-        increment: true,
-        delay: None,
-    };
-    requeue::requeue(services, req).await;
 }
