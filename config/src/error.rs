@@ -8,6 +8,9 @@ pub enum ConfigError {
     Io { file: String, error: String },
     #[error("{0}")]
     Invalid(Located),
+    /// A file named by a key (e.g. `http.bearer_token_file`) is unusable.
+    #[error("{key}: {file}: {error}")]
+    KeyFile { key: String, file: String, error: String },
 }
 
 /// An error at a place in a config file.

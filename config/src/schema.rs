@@ -32,6 +32,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub dns: DnsConfig,
+    #[serde(default)]
+    pub xfer: XferConfig,
     /// Where this config came from; not part of the TOML.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -107,11 +109,46 @@ impl Default for SmtpConfig {
 pub struct HttpConfig {
     pub listen: SocketAddr,
     pub trusted_hosts: Vec<Cidr>,
+    /// Shared secret: a request with `Authorization: Bearer <token>` is accepted from any
+    /// address, and xfer sends it to peers. Prefer `bearer_token_file` to keep it out of the config.
+    pub bearer_token: Option<String>,
+    /// A file holding the bearer token (surrounding whitespace ignored).
+    pub bearer_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 8000)), trusted_hosts: loopback() }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            trusted_hosts: loopback(),
+            bearer_token: None,
+            bearer_token_file: None,
+        }
+    }
+}
+
+/// `[xfer]`: moving queued mail to peer nodes (SPEC §4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XferConfig {
+    /// Requests in flight per target node.
+    pub concurrency: usize,
+    /// Messages per request to a Ferry peer (the batch form); 1 = always the single-message form.
+    pub batch_size: usize,
+    /// A batch is closed once its messages add up to this many bytes.
+    pub batch_bytes: ByteSize,
+    /// Largest inject body this node accepts, after decompression (D20).
+    pub max_body_size: ByteSize,
+}
+
+impl Default for XferConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            batch_size: 100,
+            batch_bytes: ByteSize(8 << 20),
+            max_body_size: ByteSize(64 << 20),
+        }
     }
 }
 
@@ -259,7 +296,47 @@ impl Config {
         if self.policy.handler_timeout.0.is_zero() {
             return invalid("policy.handler_timeout", "must be greater than 0".into());
         }
+        if self.http.bearer_token.is_some() && self.http.bearer_token_file.is_some() {
+            return invalid("http.bearer_token", "give bearer_token or bearer_token_file, not both".into());
+        }
+        if self.http.bearer_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return invalid("http.bearer_token", "must be at least 16 characters".into());
+        }
+        if self.xfer.concurrency == 0 {
+            return invalid("xfer.concurrency", "must be at least 1".into());
+        }
+        if self.xfer.batch_size == 0 {
+            return invalid("xfer.batch_size", "must be at least 1 (1 = single-message requests)".into());
+        }
+        if self.xfer.max_body_size.0 < (1 << 20) {
+            return invalid("xfer.max_body_size", "must be at least 1MiB".into());
+        }
         Ok(())
+    }
+
+    /// The bearer token, read from `bearer_token_file` if that is how it is given. A file that
+    /// cannot be read, or is empty, is an error naming the key.
+    pub fn bearer_token(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.http.bearer_token_file else {
+            return Ok(self.http.bearer_token.as_ref().map(|t| t.trim().to_string()));
+        };
+        let path = match &self.source {
+            ConfigSource::File(cfg) if path.is_relative() => {
+                cfg.parent().unwrap_or(Path::new(".")).join(path)
+            }
+            _ => path.clone(),
+        };
+        let fail = |error: String| ConfigError::KeyFile {
+            key: "http.bearer_token_file".into(),
+            file: path.display().to_string(),
+            error,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| fail(e.to_string()))?;
+        let token = text.trim();
+        if token.len() < 16 {
+            return Err(fail("the token must be at least 16 characters".into()));
+        }
+        Ok(Some(token.to_string()))
     }
 
     pub fn spool_path(&self) -> PathBuf {

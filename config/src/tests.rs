@@ -121,3 +121,32 @@ fn missing_file_is_a_clear_error() {
     let err = Config::load(Some(std::path::Path::new("/nonexistent/ferry.toml"))).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ferry.toml"), "{err}");
 }
+
+#[test]
+fn xfer_and_token_keys_are_validated() {
+    let c = parse("").unwrap();
+    assert_eq!((c.xfer.concurrency, c.xfer.batch_size, c.xfer.max_body_size.0), (32, 100, 64 << 20));
+    assert_eq!(c.bearer_token().unwrap(), None);
+    let p = located("[xfer]\nbatch_size = 0\n");
+    assert_eq!((p.key.as_str(), p.line), ("xfer.batch_size", Some(2)));
+    let p = located("[http]\nbearer_token = \"short\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("http.bearer_token", Some(2)));
+    let p = located("[http]\nbearer_token = \"0123456789abcdef\"\nbearer_token_file = \"t\"\n");
+    assert!(p.rendered.contains("not both"), "{}", p.rendered);
+    let c = parse("[http]\nbearer_token = \" 0123456789abcdef \"\n").unwrap();
+    assert_eq!(c.bearer_token().unwrap().as_deref(), Some("0123456789abcdef"));
+}
+
+#[test]
+fn the_token_file_is_relative_to_the_config_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ferry.toml");
+    std::fs::write(&cfg, "[http]\nbearer_token_file = \"secret\"\n").unwrap();
+    let c = Config::load(Some(&cfg)).unwrap();
+    let err = c.bearer_token().unwrap_err().to_string();
+    assert!(err.contains("http.bearer_token_file") && err.contains("secret"), "{err}");
+    std::fs::write(dir.path().join("secret"), "abc\n").unwrap();
+    assert!(c.bearer_token().unwrap_err().to_string().contains("at least 16"));
+    std::fs::write(dir.path().join("secret"), "  0123456789abcdefXYZ\n").unwrap();
+    assert_eq!(c.bearer_token().unwrap().as_deref(), Some("0123456789abcdefXYZ"));
+}

@@ -11,6 +11,9 @@ pub struct Endpoint {
     /// Admin HTTP endpoint of the node.
     #[arg(long, env = "KUMO_KCLI_ENDPOINT", default_value = "http://127.0.0.1:8000", global = true)]
     pub endpoint: String,
+    /// Bearer token (the node's `http.bearer_token`), for nodes that do not trust this address.
+    #[arg(long, env = "FERRY_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
 }
 
 /// Queue selection shared by suspend, bounce, xfer and rebind.
@@ -62,6 +65,13 @@ pub enum AdminCmd {
         /// HTTP listener of the destination node, e.g. http://10.0.0.2:8000
         #[arg(long)]
         target: String,
+        /// Follow the transfer with a progress display until every moved message has left this
+        /// node; exit 1 if any was left behind (cancelled, re-routed, bounced, expired).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this long (e.g. 30m) and exit 1; the transfer goes on.
+        #[arg(long, requires = "wait")]
+        wait_timeout: Option<String>,
     },
     /// Send the messages waiting in an xfer queue back to their original queues, due now.
     XferCancel {
@@ -82,10 +92,25 @@ pub enum AdminCmd {
     },
 }
 
+/// Where admin requests go, and with which credentials.
+pub(crate) struct Api {
+    base: String,
+    token: Option<String>,
+}
+
 /// Send a request; non-2xx is an error carrying the body.
-async fn call(method: awc::http::Method, url: String, body: Option<Value>) -> anyhow::Result<(u16, String)> {
+pub(crate) async fn call(
+    api: &Api,
+    method: awc::http::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<(u16, String)> {
+    let url = format!("{}{path}", api.base);
     let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
-    let req = client.request(method, &url);
+    let mut req = client.request(method, &url);
+    if let Some(token) = &api.token {
+        req = req.insert_header(("Authorization", format!("Bearer {token}")));
+    }
     let mut resp = match body {
         Some(b) => req.send_json(&b).await,
         None => req.send().await,
@@ -107,10 +132,12 @@ fn pretty(text: &str) -> String {
 }
 
 pub fn run(endpoint: &Endpoint, cmd: AdminCmd) -> anyhow::Result<()> {
-    actix_rt::System::new().block_on(run_async(endpoint.endpoint.trim_end_matches('/').to_string(), cmd))
+    let api =
+        Api { base: endpoint.endpoint.trim_end_matches('/').to_string(), token: endpoint.token.clone() };
+    actix_rt::System::new().block_on(run_async(api, cmd))
 }
 
-async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
+async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
     use awc::http::Method;
     match cmd {
         AdminCmd::Suspend { selection, reason, duration } => {
@@ -123,40 +150,50 @@ async fn run_async(base: String, cmd: AdminCmd) -> anyhow::Result<()> {
                 "campaign": selection.campaign, "tenant": selection.tenant, "domain": selection.domain,
                 "queue_names": selection.queues, "reason": reason, "duration": duration,
             });
-            let (_, text) = call(Method::POST, format!("{base}/api/admin/suspend/v1"), Some(body)).await?;
+            let (_, text) = call(&api, Method::POST, "/api/admin/suspend/v1", Some(body)).await?;
             println!("{}", pretty(&text));
         }
-        AdminCmd::Xfer { selection, reason, target } => {
-            let body = json!({
+        AdminCmd::Xfer { selection, reason, target, wait, wait_timeout } => {
+            let timeout = wait_timeout
+                .map(|t| ferry_config::parse_duration(&t).map_err(|e| anyhow::anyhow!("--wait-timeout: {e}")))
+                .transpose()?;
+            let sweep = wait.then(uuid::Uuid::new_v4);
+            let mut body = json!({
                 "domain": selection.domain, "routing_domain": selection.routing_domain, "campaign": selection.campaign,
                 "tenant": selection.tenant, "queue_names": selection.queues, "reason": reason, "target": target,
             });
-            call(Method::POST, format!("{base}/api/admin/xfer/v1"), Some(body)).await?;
-            eprintln!("NOTE: Xfer always runs asynchronously");
+            if let Some(id) = sweep {
+                body["sweep_id"] = json!(id);
+            }
+            call(&api, Method::POST, "/api/admin/xfer/v1", Some(body)).await?;
+            match sweep {
+                None => eprintln!("NOTE: Xfer always runs asynchronously"),
+                Some(id) => crate::xfer_wait::follow(&api, id, timeout).await?,
+            }
         }
         AdminCmd::XferCancel { queue, reason } => {
             let body = json!({"queue_name": queue, "reason": reason});
-            call(Method::POST, format!("{base}/api/admin/xfer/cancel/v1"), Some(body)).await?;
+            call(&api, Method::POST, "/api/admin/xfer/cancel/v1", Some(body)).await?;
         }
         AdminCmd::SuspendList => {
-            let (_, text) = call(Method::GET, format!("{base}/api/admin/suspend/v1"), None).await?;
+            let (_, text) = call(&api, Method::GET, "/api/admin/suspend/v1", None).await?;
             println!("{}", pretty(&text));
         }
         AdminCmd::SuspendCancel { id } => {
             let (_, text) =
-                call(Method::DELETE, format!("{base}/api/admin/suspend/v1"), Some(json!({"id": id}))).await?;
+                call(&api, Method::DELETE, "/api/admin/suspend/v1", Some(json!({"id": id}))).await?;
             println!("{text}");
         }
         AdminCmd::InspectSchedQ { queue, want_body, limit, no_limit } => {
             let mut url =
-                format!("{base}/api/admin/inspect-sched-q/v1?queue_name={}&limit={limit}", urlencode(&queue));
+                format!("/api/admin/inspect-sched-q/v1?queue_name={}&limit={limit}", urlencode(&queue));
             if want_body {
                 url.push_str("&want_body=true");
             }
             if no_limit {
                 url.push_str("&no_limit=true");
             }
-            let (_, text) = call(Method::GET, url, None).await?;
+            let (_, text) = call(&api, Method::GET, &url, None).await?;
             println!("{}", pretty(&text));
         }
     }

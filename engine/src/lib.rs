@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod node;
 mod serve;
+mod xfer_wait;
 
 pub(crate) use cli::EXIT_CONFIG;
 pub use cli::main;

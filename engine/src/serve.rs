@@ -76,6 +76,7 @@ fn system_hostname() -> String {
 }
 
 async fn serve(config: Config) -> Result<(), Failure> {
+    let token = config.bearer_token().map_err(|e| Failure::Config(e.to_string()))?;
     let data_dir = config.node.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data_dir {}", data_dir.display()))?;
@@ -139,6 +140,13 @@ async fn serve(config: Config) -> Result<(), Failure> {
         workers: Arc::new(workers.iter().map(|a| a.handle()).collect()),
         node_id: node,
         node_field: MessageIdGenerator::new(&node).node_field(),
+        xfer_settings: Arc::new(ferry_actors::xfer::XferSettings {
+            concurrency: config.xfer.concurrency,
+            batch_size: config.xfer.batch_size,
+            batch_bytes: config.xfer.batch_bytes.0 as usize,
+            token: token.clone(),
+        }),
+        sweeps: Arc::default(),
     };
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
@@ -170,6 +178,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
         queues: queues.clone(),
         services: services.clone(),
         trusted_hosts: Arc::new(config.http.trusted_hosts.clone()),
+        token: token.map(Arc::from),
+        xfer_body_limit: config.xfer.max_body_size.0 as usize,
     };
     let http = HttpServer::new(move || {
         App::new()

@@ -144,7 +144,8 @@ fn xfer_to_a_dead_target_then_cancel_delivers_from_the_original_queue() {
     let content = tf["response"]["content"].as_str().unwrap();
     assert!(
         content.starts_with(
-            "KumoMTA internal: error in deliver_message: request status http://127.0.0.1:1/api/xfer/inject/v1"
+            // Ferry peers get the batch form first (docs/xfer-protocol.md).
+            "KumoMTA internal: error in deliver_message: request status http://127.0.0.1:1/api/xfer/inject-batch/v1"
         ),
         "{content}"
     );

@@ -21,7 +21,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect))
     .route("/api/admin/xfer/v1", web::post().to(xfer))
-    .route("/api/admin/xfer/cancel/v1", web::post().to(xfer_cancel));
+    .route("/api/admin/xfer/cancel/v1", web::post().to(xfer_cancel))
+    .route("/api/admin/xfer/status/v1", web::get().to(xfer_status));
 }
 
 /// Default duration of a suspension (SPEC §2.8).
@@ -124,6 +125,10 @@ struct XferRequest {
     queue_names: Vec<String>,
     reason: String,
     target: String,
+    /// Ferry extension: an id the client chose to follow the sweep by
+    /// (`GET /api/admin/xfer/status/v1?id=`); the reply stays `{}` as in SPEC §4.5.
+    #[serde(default)]
+    sweep_id: Option<uuid::Uuid>,
 }
 
 /// SPEC §4.5: validate, answer `{}` at once; the move runs in the background.
@@ -140,7 +145,19 @@ async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpR
         routing_domain: body.routing_domain,
         queue_names: body.queue_names,
     };
-    state.queues.do_send(ferry_actors::xfer::admin::AdminXfer { criteria, xfer_queue, reason: body.reason });
+    if let Some(id) = body.sweep_id
+        && state.services.sweeps.status(id).is_some()
+    {
+        return json_error(StatusCode::CONFLICT, format!("sweep_id {id} is already in use"));
+    }
+    // Registered before the reply, so the client can follow it at once.
+    let sweep = state.services.sweeps.begin(body.sweep_id, &body.target, &xfer_queue, &body.reason);
+    state.queues.do_send(ferry_actors::xfer::admin::AdminXfer {
+        criteria,
+        xfer_queue,
+        reason: body.reason,
+        sweep,
+    });
     HttpResponse::Ok().json(serde_json::json!({}))
 }
 
@@ -160,6 +177,29 @@ async fn xfer_cancel(state: web::Data<AppState>, body: web::Json<CancelRequest>)
             json_error(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), message)
         }
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusQuery {
+    #[serde(default)]
+    id: Option<uuid::Uuid>,
+}
+
+/// Ferry extension: progress of admin xfer sweeps (one with `?id=`, else all this node knows).
+async fn xfer_status(state: web::Data<AppState>, q: web::Query<StatusQuery>) -> HttpResponse {
+    match q.id {
+        None => HttpResponse::Ok().json(state.services.sweeps.list()),
+        Some(id) => match state.services.sweeps.status(id) {
+            Some(s) => HttpResponse::Ok().json(s),
+            None => json_error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no xfer sweep {id} on this node (sweeps are forgotten at restart and an hour after they finish)"
+                ),
+            ),
+        },
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, web};
 use ferry_actors::queue::{QueueManager, Services};
 use ferry_config::Cidr;
 
@@ -20,44 +20,79 @@ pub struct AppState {
     pub queues: Addr<QueueManager>,
     pub services: Services,
     pub trusted_hosts: Arc<Vec<Cidr>>,
+    /// `[http] bearer_token`: admits a request from any address.
+    pub token: Option<Arc<str>>,
+    /// `[xfer] max_body_size`.
+    pub xfer_body_limit: usize,
 }
+
+/// How the middleware admitted a request (a request extension): `trusted_hosts` or `bearer_token`.
+#[derive(Debug, Clone, Copy)]
+pub struct Authorized(pub &'static str);
 
 /// Register every route. `state` is None only in tests of the state-free routes.
 pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.route("/api/check-liveness/v1", web::get().to(check_liveness));
         if let Some(state) = state {
+            let limit = state.xfer_body_limit;
             cfg.app_data(web::Data::new(state))
                 .app_data(errors::json_config())
                 .app_data(errors::query_config());
             admin::routes(cfg);
-            xfer::routes(cfg);
+            xfer::routes(cfg, limit);
         }
     }
 }
 
-/// Admin routes answer only peers in `trusted_hosts` (SPEC §4.3 / issue: default loopback).
+/// Admin and xfer routes answer only peers in `trusted_hosts` (default loopback) or requests
+/// carrying the configured bearer token.
 pub async fn trusted_only(
     req: ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
-    let allowed = match (req.app_data::<web::Data<AppState>>(), req.peer_addr()) {
-        _ if req.path() == "/api/check-liveness/v1" => true,
-        (Some(state), Some(peer)) => ferry_config::cidr::any_contains(&state.trusted_hosts, peer.ip()),
-        (None, _) => true,
-        _ => false,
+    let admitted = match req.app_data::<web::Data<AppState>>() {
+        _ if req.path() == "/api/check-liveness/v1" => Some("open"),
+        None => Some("open"),
+        Some(state) => {
+            let bearer = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            // Either admits: a trusted host needs no token (and one without a token configured
+            // ignores the header a token-carrying peer sends).
+            match (bearer, &state.token) {
+                (Some(given), Some(token)) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                    Some("bearer_token")
+                }
+                _ => req
+                    .peer_addr()
+                    .filter(|p| ferry_config::cidr::any_contains(&state.trusted_hosts, p.ip()))
+                    .map(|_| "trusted_hosts"),
+            }
+        }
     };
-    if !allowed {
+    let Some(how) = admitted else {
         // SPEC §4.3: an untrusted xfer peer gets 401; other admin calls 403.
         let mut resp = if req.path().starts_with("/api/xfer/") {
             HttpResponse::Unauthorized()
         } else {
             HttpResponse::Forbidden()
         };
-        let resp = resp.json(serde_json::json!({"error": "this address is not in http.trusted_hosts"}));
+        let resp = resp.json(serde_json::json!({
+            "error": "not allowed: this address is not in http.trusted_hosts and no valid bearer token was given"
+        }));
         return Ok(req.into_response(resp).map_into_right_body());
-    }
+    };
+    req.extensions_mut().insert(Authorized(how));
     next.call(req).await.map(ServiceResponse::map_into_left_body)
+}
+
+/// Compare secrets without leaking, through timing, how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// 200 while the node runs; load balancers and tests poll it.
@@ -77,5 +112,15 @@ mod tests {
                 .await;
         assert!(resp.status().is_success());
         assert_eq!(test::read_body(resp).await, "OK");
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #[test]
+    fn token_comparison_needs_every_byte() {
+        assert!(super::constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!super::constant_time_eq(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!super::constant_time_eq(b"0123456789abcdef", b"0123456789abcde"));
     }
 }

@@ -132,6 +132,13 @@ impl Logger {
         }
     }
 
+    /// An `AdminRebind` record: "Rebound from <from> to <to>: <reason>" (D7: the operator's reason).
+    pub fn rebind(&self, msg: &Message, from: &str, to: &str, reason: &str) {
+        let mut r = self.record(RecordType::AdminRebind, msg, to);
+        r.response = crate::model::Response::new(250, None, format!("Rebound from {from} to {to}: {reason}"));
+        self.log(&r);
+    }
+
     pub fn log(&self, record: &LogRecord) {
         match serde_json::to_string(record) {
             Ok(line) => self.inner.writer.write_line(line),

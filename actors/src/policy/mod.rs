@@ -16,6 +16,7 @@ mod xfer;
 
 pub use error::PolicyError;
 pub use pool::PolicyPool;
+pub use requeue::RebindNote;
 pub use state::PolicyState;
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub struct RebindNote {
     pub reason: String,
 }
 
-/// Per-call context for the `kumo.xfer` functions.
+/// Per-call context for the `kumo.xfer` functions, installed for every message event.
 pub(crate) struct RequeueScope {
     pub backoff: Option<Backoff>,
     pub notes: Vec<RebindNote>,
@@ -45,8 +45,7 @@ impl PolicyState {
         msg: Message,
         args: &RequeueArgs,
     ) -> (Message, Result<(), PolicyError>, Vec<RebindNote>) {
-        self.lua().set_app_data(RequeueScope { backoff: args.backoff, notes: Vec::new() });
-        let (msg, result) = self.run_message_chain("requeue_message", msg, |lua| {
+        self.run_message_chain_noting("requeue_message", msg, args.backoff, |lua| {
             let ctx = lua.create_sequence_from(args.insert_context.iter().map(String::as_str))?;
             let delay = match args.delay {
                 Some(d) => TimeDelta(d).into_lua(lua)?,
@@ -58,8 +57,6 @@ impl PolicyState {
                 mlua::Value::Boolean(args.increment_attempts),
                 delay,
             ]))
-        });
-        let notes = self.lua().remove_app_data::<RequeueScope>().map(|s| s.notes).unwrap_or_default();
-        (msg, result, notes)
+        })
     }
 }

@@ -5,7 +5,9 @@ use mlua::{Lua, MultiValue};
 use super::error::PolicyError;
 use super::kumo::{self, Loading};
 use super::lua_message::LuaMessage;
+use super::requeue::{RebindNote, RequeueScope};
 use crate::model::Message;
+use crate::model::retry::Backoff;
 use ferry_config::PolicySource;
 
 pub struct PolicyState {
@@ -81,6 +83,33 @@ impl PolicyState {
     /// nothing lets the chain continue; any returned value, explicit nil included, stops it.
     /// The message comes back whatever happened, with the changes handlers made before any error.
     pub fn run_message_chain(
+        &self,
+        event: &str,
+        msg: Message,
+        extra: impl Fn(&Lua) -> mlua::Result<MultiValue>,
+    ) -> (Message, Result<(), PolicyError>) {
+        let (msg, result, _) = self.run_message_chain_noting(event, msg, None, extra);
+        (msg, result)
+    }
+
+    /// [`run_message_chain`](Self::run_message_chain), also returning the AdminRebind records
+    /// handlers asked for (`kumo.xfer.xfer(msg, url, reason)` …), which the caller logs once the
+    /// message's new queue is saved. `backoff` is the current queue's retry settings, which
+    /// `xfer_in_requeue` needs.
+    pub fn run_message_chain_noting(
+        &self,
+        event: &str,
+        msg: Message,
+        backoff: Option<Backoff>,
+        extra: impl Fn(&Lua) -> mlua::Result<MultiValue>,
+    ) -> (Message, Result<(), PolicyError>, Vec<RebindNote>) {
+        self.lua.set_app_data(RequeueScope { backoff, notes: Vec::new() });
+        let (msg, result) = self.run_chain(event, msg, extra);
+        let notes = self.lua.remove_app_data::<RequeueScope>().map(|s| s.notes).unwrap_or_default();
+        (msg, result, notes)
+    }
+
+    fn run_chain(
         &self,
         event: &str,
         msg: Message,

@@ -13,8 +13,8 @@ impl PolicyState {
         &self,
         msg: Message,
         auth_info: &serde_json::Value,
-    ) -> (Message, Result<(), PolicyError>) {
-        self.run_message_chain("xfer_message_received", msg, |lua| {
+    ) -> (Message, Result<(), PolicyError>, Vec<super::requeue::RebindNote>) {
+        self.run_message_chain_noting("xfer_message_received", msg, None, |lua| {
             Ok(MultiValue::from_vec(vec![json_to_lua(lua, auth_info)?]))
         })
     }

@@ -13,7 +13,7 @@ use super::services::Services;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::QueueConfig;
 use crate::model::retry::{self, Expired};
-use crate::model::{Message, RecordType, Response};
+use crate::model::{Message, Response};
 use crate::policy::PolicyError;
 use crate::policy::requeue::RequeueArgs;
 use crate::spool::SpoolOp;
@@ -96,13 +96,7 @@ async fn decide(services: &Services, msg: Message, failure: Failure<'_>) -> Deci
         Ok(()) => {
             // kumo.xfer.xfer_in_requeue(..., reason) asked for AdminRebind records.
             for note in rebinds {
-                let mut r = services.logger.record(RecordType::AdminRebind, &msg, &note.to);
-                r.response = Response::new(
-                    250,
-                    None,
-                    format!("Rebound from {} to {}: {}", note.from, note.to, note.reason),
-                );
-                services.logger.log(&r);
+                services.logger.rebind(&msg, &note.from, &note.to, &note.reason);
             }
         }
         Err(PolicyError::Rejected { code, text }) => {
@@ -138,6 +132,7 @@ async fn move_to(services: &Services, mut msg: Message, to: &str, increment: boo
     }
     msg.due = msg.schedule.as_ref().map(|s| s.adjust(Utc::now()));
     tracing::debug!(id = %msg.id, queue = to, "requeue_message moved the message");
+    services.sweeps.moved(&msg.id, to);
     save_meta(services, &msg).await;
     services.queues.do_send(Insert { msg, ctx, reply: None, check_expiry: true });
 }
@@ -247,18 +242,33 @@ const TOMBSTONE_DAYS: i64 = 7;
 /// Remove a message whose final record has been logged. One that arrived by xfer leaves a
 /// tombstone, so that a resend of it is acknowledged instead of delivered twice.
 pub async fn remove(services: &Services, msg: &Message) {
-    let meta_str = |k: &str| msg.get_meta(k).and_then(|v| v.as_str()).map(str::to_string);
-    let op = match (meta_str("xfer_prior_node"), meta_str("xfer_prior_id"), msg.get_meta("xfer_from")) {
-        (Some(prior_node), Some(prior_id), Some(_)) => SpoolOp::RemoveWithTombstone {
-            id: msg.id,
-            prior_node,
-            prior_id,
-            expires: Utc::now().timestamp() + TOMBSTONE_DAYS * 86_400,
-        },
-        _ => SpoolOp::Remove { id: msg.id },
-    };
-    if let Err(e) = services.writer.commit(vec![op]).await {
-        tracing::error!(id = %msg.id, error = %e, "spool removal failed; the message will be found again at restart");
+    remove_all(services, std::slice::from_ref(msg)).await;
+}
+
+/// [`remove`] for many messages, in one spool commit.
+pub async fn remove_all(services: &Services, msgs: &[Message]) {
+    if msgs.is_empty() {
+        return;
+    }
+    let ops = msgs
+        .iter()
+        .map(|msg| {
+            // A message an admin xfer moved, now bounced or expired instead of transferred.
+            services.sweeps.left(&msg.id);
+            let meta_str = |k: &str| msg.get_meta(k).and_then(|v| v.as_str()).map(str::to_string);
+            match (meta_str("xfer_prior_node"), meta_str("xfer_prior_id"), msg.get_meta("xfer_from")) {
+                (Some(prior_node), Some(prior_id), Some(_)) => SpoolOp::RemoveWithTombstone {
+                    id: msg.id,
+                    prior_node,
+                    prior_id,
+                    expires: Utc::now().timestamp() + TOMBSTONE_DAYS * 86_400,
+                },
+                _ => SpoolOp::Remove { id: msg.id },
+            }
+        })
+        .collect();
+    if let Err(e) = services.writer.commit(ops).await {
+        tracing::error!(messages = msgs.len(), first = %msgs[0].id, error = %e, "spool removal failed; the messages will be found again at restart");
     }
 }
 

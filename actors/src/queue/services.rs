@@ -54,4 +54,7 @@ pub struct Services {
     /// This node's UUID (log records, xfer loop guard) and its message-id node field.
     pub node_id: uuid::Uuid,
     pub node_field: [u8; 6],
+    pub xfer_settings: Arc<crate::xfer::XferSettings>,
+    /// Admin xfer sweeps being followed (`ferry xfer --wait`).
+    pub sweeps: Arc<crate::xfer::Sweeps>,
 }

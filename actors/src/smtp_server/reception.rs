@@ -79,20 +79,22 @@ impl Reception {
             msg.set_meta(key, Value::String(value));
         }
 
+        let mut rebinds = Vec::new();
         if self.policy.has_handler("smtp_server_message_received") {
             let call = self
                 .policy
                 .call(move |state| {
-                    state.run_message_chain("smtp_server_message_received", msg, |_| {
+                    state.run_message_chain_noting("smtp_server_message_received", msg, None, |_| {
                         Ok(mlua::MultiValue::new())
                     })
                 })
                 .await;
-            let (returned, outcome) = match call {
-                Ok(pair) => pair,
+            let (returned, outcome, notes) = match call {
+                Ok(triple) => triple,
                 Err(_) => return Reply::new(421, "4.3.2", "Service shutting down; try again later"),
             };
             msg = returned;
+            rebinds = notes;
             match outcome {
                 Ok(()) => {}
                 Err(PolicyError::Rejected { code, text }) => {
@@ -127,6 +129,10 @@ impl Reception {
         let mut record = self.logger.record(RecordType::Reception, &msg, &queue);
         record.peer_address = Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
         self.logger.log(&record);
+        // kumo.xfer.xfer(msg, url, reason) in the handler: the move is saved, so log it now.
+        for note in rebinds {
+            self.logger.rebind(&msg, &note.from, &note.to, &note.reason);
+        }
         let reply = Reply::new(250, "2.0.0", format!("OK id={}", msg.id));
         if queue == NULL_QUEUE {
             return reply;

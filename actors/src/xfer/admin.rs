@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::model::admin::Criteria;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::xfer::{is_xfer_queue, save_info};
-use crate::model::{Message, MessageId, RecordType, Response};
+use crate::model::{Message, MessageId};
 use crate::queue::requeue::save_meta;
 use crate::queue::{DrainWaiting, Insert, MatchingQueues, QueueManager, Services};
 
@@ -19,23 +19,30 @@ pub struct AdminXfer {
     pub criteria: Criteria,
     pub xfer_queue: String,
     pub reason: String,
+    /// The progress record (`Sweeps::begin`) this sweep reports to.
+    pub sweep: uuid::Uuid,
 }
 
 /// Run an admin xfer to completion (the HTTP reply does not wait for this).
 pub async fn run(services: Services, queues: Addr<QueueManager>, req: AdminXfer) {
     let matching = match queues.send(MatchingQueues(req.criteria.clone())).await {
         Ok(m) => m,
-        Err(e) => return tracing::error!(error = %e, "admin xfer: queue manager unavailable"),
+        Err(e) => {
+            services.sweeps.end_sweep(req.sweep);
+            return tracing::error!(error = %e, "admin xfer: queue manager unavailable");
+        }
     };
     let mut moved = 0usize;
     for (name, addr) in matching.into_iter().filter(|(n, _)| n.as_str() != req.xfer_queue) {
         let ids = addr.send(DrainWaiting).await.unwrap_or_default();
         for id in ids {
             if rebind(&services, id, &name, &req.xfer_queue, &req.reason).await {
+                services.sweeps.captured(req.sweep, id);
                 moved += 1;
             }
         }
     }
+    services.sweeps.end_sweep(req.sweep);
     tracing::info!(target_queue = %req.xfer_queue, moved, reason = %req.reason, "admin xfer: messages moved to the xfer queue");
 }
 
@@ -56,10 +63,7 @@ async fn rebind(services: &Services, id: MessageId, from: &str, xfer_queue: &str
     msg.set_meta("queue", json!(xfer_queue));
     msg.due = None;
     save_meta(services, &msg).await;
-    // D7: the record carries the operator's reason.
-    let mut r = services.logger.record(RecordType::AdminRebind, &msg, xfer_queue);
-    r.response = Response::new(250, None, format!("Rebound from {from} to {xfer_queue}: {reason}"));
-    services.logger.log(&r);
+    services.logger.rebind(&msg, from, xfer_queue, reason);
     services.queues.do_send(Insert {
         msg,
         ctx: InsertContext::new(InsertReason::AdminRebind),
@@ -137,9 +141,8 @@ async fn cancel_one(services: &Services, id: MessageId, xfer_queue: &str, reason
         }
     };
     save_meta(services, &msg).await;
-    let mut r = services.logger.record(RecordType::AdminRebind, &msg, &original);
-    r.response = Response::new(250, None, format!("Rebound from {xfer_queue} to {original}: {reason}"));
-    services.logger.log(&r);
+    services.sweeps.left(&id);
+    services.logger.rebind(&msg, xfer_queue, &original, reason);
     services.queues.do_send(Insert {
         msg,
         ctx: InsertContext::new(InsertReason::AdminRebind),

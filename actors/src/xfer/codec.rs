@@ -2,6 +2,9 @@
 //! `meta`), a `\n`, then the raw message bytes; gzip on the wire. The receiver also takes deflate
 //! and identity, and applies its size limit to the *decompressed* body so a small bomb cannot
 //! expand into memory (D20).
+//!
+//! The batch form (Ferry only; docs/xfer-protocol.md) repeats that framing, with `size` in each
+//! JSON line giving the length of the raw bytes that follow it.
 
 use std::io::{Read, Write};
 
@@ -20,7 +23,14 @@ pub struct Envelope {
     pub recipient: Vec<String>,
     #[serde(default)]
     pub meta: Map<String, Value>,
+    /// Length of the raw bytes after the line: required in the batch form, optional (and then
+    /// checked) in the single form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
+
+/// Content-Type of a batch request.
+pub const BATCH_CONTENT_TYPE: &str = "application/x-ferry-xfer-batch";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
@@ -34,21 +44,40 @@ pub enum CodecError {
     Framing(String),
 }
 
-/// Body for a message: JSON line + raw bytes, gzip-compressed.
-pub fn encode(msg: &Message) -> Vec<u8> {
+fn frame(msg: &Message, size: Option<u64>, out: &mut Vec<u8>) {
     let envelope = Envelope {
         id: msg.id.to_string(),
         sender: msg.sender.clone(),
         recipient: msg.recipients.clone(),
         meta: msg.meta.clone(),
+        size,
     };
-    let mut plain = serde_json::to_vec(&envelope).expect("envelope serialises");
-    plain.push(b'\n');
-    plain.extend_from_slice(&msg.data);
+    serde_json::to_writer(&mut *out, &envelope).expect("envelope serialises");
+    out.push(b'\n');
+    out.extend_from_slice(&msg.data);
+}
+
+fn gzip(plain: &[u8]) -> Vec<u8> {
     let mut gz =
         flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 2), flate2::Compression::fast());
-    gz.write_all(&plain).expect("writing to memory");
+    gz.write_all(plain).expect("writing to memory");
     gz.finish().expect("writing to memory")
+}
+
+/// Body for a message: JSON line + raw bytes, gzip-compressed.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut plain = Vec::with_capacity(msg.data.len() + 512);
+    frame(msg, None, &mut plain);
+    gzip(&plain)
+}
+
+/// Body for a batch: each message framed with its `size`, one after the other, gzip-compressed.
+pub fn encode_batch<'a>(msgs: impl IntoIterator<Item = &'a Message>) -> Vec<u8> {
+    let mut plain = Vec::new();
+    for msg in msgs {
+        frame(msg, Some(msg.data.len() as u64), &mut plain);
+    }
+    gzip(&plain)
 }
 
 /// Undo `Content-Encoding`, refusing anything over `limit` bytes once decompressed.
@@ -87,7 +116,45 @@ pub fn decode(plain: &[u8]) -> Result<(Envelope, Bytes), CodecError> {
     if envelope.recipient.is_empty() {
         return Err(CodecError::Framing("recipient is empty".into()));
     }
-    Ok((envelope, Bytes::copy_from_slice(&plain[nl + 1..])))
+    let data = &plain[nl + 1..];
+    if envelope.size.is_some_and(|s| s != data.len() as u64) {
+        return Err(CodecError::Framing(format!(
+            "size is {} but {} bytes follow the JSON line",
+            envelope.size.unwrap_or_default(),
+            data.len()
+        )));
+    }
+    Ok((envelope, Bytes::copy_from_slice(data)))
+}
+
+/// Split a decompressed batch body into its messages. Any framing error refuses the whole batch,
+/// naming the message (1-based) where it was found.
+pub fn decode_batch(plain: &[u8]) -> Result<Vec<(Envelope, Bytes)>, CodecError> {
+    let mut out = Vec::new();
+    let mut rest = plain;
+    while !rest.is_empty() {
+        let n = out.len() + 1;
+        let fail = |what: String| CodecError::Framing(format!("message {n} of the batch: {what}"));
+        let nl =
+            rest.iter().position(|b| *b == b'\n').ok_or_else(|| fail("no JSON line (missing \\n)".into()))?;
+        let envelope: Envelope =
+            serde_json::from_slice(&rest[..nl]).map_err(|e| fail(format!("JSON line: {e}")))?;
+        if envelope.recipient.is_empty() {
+            return Err(fail("recipient is empty".into()));
+        }
+        let size = envelope.size.ok_or_else(|| fail("size is missing".into()))?;
+        let after = &rest[nl + 1..];
+        if size > after.len() as u64 {
+            return Err(fail(format!("size is {size} but only {} bytes remain", after.len())));
+        }
+        let (data, tail) = after.split_at(size as usize);
+        out.push((envelope, Bytes::copy_from_slice(data)));
+        rest = tail;
+    }
+    if out.is_empty() {
+        return Err(CodecError::Framing("the batch is empty".into()));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -132,6 +199,31 @@ mod tests {
             decode(b"{\"id\":\"x\",\"sender\":\"\",\"recipient\":[]}\n"),
             Err(CodecError::Framing(_))
         ));
+    }
+
+    #[test]
+    fn a_batch_round_trips_and_keeps_message_boundaries() {
+        let a = message();
+        let mut b = message();
+        b.data = Bytes::from_static(b"{\"id\":\"looks like a line\"}\n\nbody");
+        let plain = decompress(&encode_batch([&a, &b]), Some("gzip"), 1 << 20).unwrap();
+        let items = decode_batch(&plain).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!((items[0].0.id.as_str(), &items[0].1), (a.id.to_string().as_str(), &a.data));
+        assert_eq!((items[1].0.id.as_str(), &items[1].1), (b.id.to_string().as_str(), &b.data));
+        // A truncated batch names the message that is short.
+        let cut = &plain[..plain.len() - 3];
+        let err = decode_batch(cut).unwrap_err().to_string();
+        assert!(err.contains("message 2") && err.contains("remain"), "{err}");
+        assert!(decode_batch(b"").unwrap_err().to_string().contains("empty"));
+        // The single form checks a size it is given.
+        let batch_of_one = decompress(&encode_batch([&a]), Some("gzip"), 1 << 20).unwrap();
+        assert!(decode(&batch_of_one).is_ok());
+        let grown = [batch_of_one.as_slice(), b"x"].concat();
+        assert!(decode(&grown).unwrap_err().to_string().contains("size is"));
+        let single = decompress(&encode(&a), Some("gzip"), 1 << 20).unwrap();
+        // A batch item without size is refused.
+        assert!(decode_batch(&single).unwrap_err().to_string().contains("size is missing"));
     }
 
     #[test]

@@ -4,7 +4,28 @@
 pub mod admin;
 pub mod codec;
 pub mod inject;
+pub mod progress;
 mod sender;
 mod supervisor;
 
+pub use progress::{SweepStatus, Sweeps};
 pub use supervisor::{AttachXfer, Transfer, XferSupervisor, XferTarget};
+
+/// `[xfer]` and the outbound half of `[http] bearer_token`.
+#[derive(Debug, Clone)]
+pub struct XferSettings {
+    /// Requests in flight per target (SPEC §4.1: 32).
+    pub concurrency: usize,
+    /// Messages per batch request; 1 = the single-message form only.
+    pub batch_size: usize,
+    /// A batch request closes once its messages add up to this many bytes.
+    pub batch_bytes: usize,
+    /// Sent as `Authorization: Bearer` to peers.
+    pub token: Option<String>,
+}
+
+impl Default for XferSettings {
+    fn default() -> Self {
+        Self { concurrency: 32, batch_size: 100, batch_bytes: 8 << 20, token: None }
+    }
+}

@@ -2,21 +2,26 @@
 //! actor per normalised target URL (SPEC §4.1). A target streams its messages to the peer with
 //! bounded concurrency and settles each outcome: `XferOut` and removal, or a TransientFailure
 //! and the requeue path.
+//!
+//! Batching is adaptive: a request takes whatever is ready, up to `batch_size` messages, so a
+//! trickle goes one message per request with no added latency and a drain fills its batches.
+//! A peer that answers 404/405 to the batch endpoint (not Ferry) gets single-message requests;
+//! the batch form is tried again after [`BATCH_RETRY`].
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use super::sender;
+use super::sender::{Peer, Sent};
 use crate::delivery::ReadyItem;
 use crate::model::queue_config::Protocol;
 use crate::queue::Services;
 
-/// Transfers in flight per target (SPEC §4.1: ≤ 32).
-const CONCURRENCY: usize = 32;
 /// SPEC §4.1: HTTP timeout per transfer.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a peer without the batch endpoint gets single-message requests before a new try.
+const BATCH_RETRY: Duration = Duration::from_secs(600);
 
 /// A message promoted from an xfer queue.
 #[derive(Message)]
@@ -64,6 +69,7 @@ impl Handler<Transfer> for XferSupervisor {
                     ready: VecDeque::new(),
                     in_flight: 0,
                     client: None,
+                    singles_until: None,
                 });
                 self.targets.insert(target.clone(), addr.clone());
                 addr
@@ -82,6 +88,8 @@ pub struct XferTarget {
     in_flight: usize,
     /// awc clients are tied to their arbiter; made on first use there.
     client: Option<awc::Client>,
+    /// The peer lacks the batch endpoint: single-message requests until then.
+    singles_until: Option<Instant>,
 }
 
 impl Actor for XferTarget {
@@ -93,9 +101,13 @@ impl Actor for XferTarget {
 struct Queued(ReadyItem);
 
 impl XferTarget {
+    fn batching(&self) -> bool {
+        self.services.xfer_settings.batch_size > 1 && self.singles_until.is_none_or(|t| Instant::now() >= t)
+    }
+
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight < CONCURRENCY {
-            let Some(item) = self.ready.pop_front() else { break };
+        let settings = self.services.xfer_settings.clone();
+        while self.in_flight < settings.concurrency && !self.ready.is_empty() {
             self.in_flight += 1;
             let client = self
                 .client
@@ -103,12 +115,33 @@ impl XferTarget {
                     awc::Client::builder().timeout(HTTP_TIMEOUT).disable_redirects().finish()
                 })
                 .clone();
-            let fut =
-                sender::send(self.services.clone(), client, self.target.clone(), self.site.clone(), item);
-            ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+            let peer = Peer {
+                services: self.services.clone(),
+                client,
+                target: self.target.clone(),
+                site: self.site.clone(),
+            };
+            let done = |act: &mut Self, ctx: &mut Context<Self>| {
                 act.in_flight -= 1;
                 act.pump(ctx);
-            }));
+            };
+            if self.batching() {
+                let n = settings.batch_size.min(self.ready.len());
+                let items: Vec<ReadyItem> = self.ready.drain(..n).collect();
+                ctx.spawn(peer.send_batch(items).into_actor(self).map(move |sent, act, ctx| {
+                    if let Sent::Unsupported(items) = sent {
+                        tracing::info!(target = %act.target, "peer has no batch endpoint; sending one message per request");
+                        act.singles_until = Some(Instant::now() + BATCH_RETRY);
+                        for item in items.into_iter().rev() {
+                            act.ready.push_front(item);
+                        }
+                    }
+                    done(act, ctx);
+                }));
+            } else {
+                let item = self.ready.pop_front().expect("not empty");
+                ctx.spawn(peer.send_one(item).into_actor(self).map(move |(), act, ctx| done(act, ctx)));
+            }
         }
     }
 }
