@@ -4,6 +4,7 @@
 pub mod dns;
 pub mod http;
 pub mod node;
+pub mod peer;
 pub mod sink;
 pub mod smtp;
 pub mod wait;

@@ -168,6 +168,13 @@ impl FerryNode {
         self.ferry(&all)
     }
 
+    /// A `ferry` admin command against this node, to spawn and follow (e.g. `xfer --wait`).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(ferry_bin());
+        cmd.arg("--endpoint").arg(format!("http://{}", self.http)).args(args);
+        cmd
+    }
+
     /// `inspect-sched-q QUEUE --no-limit` as JSON; None when the queue does not exist.
     pub fn inspect(&self, queue: &str) -> Option<Value> {
         let out = self.cli_output(&["inspect-sched-q", queue, "--no-limit"]);
