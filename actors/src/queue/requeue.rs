@@ -274,8 +274,17 @@ pub async fn remove_all(services: &Services, msgs: &[Message]) {
 
 /// Persist meta, due and attempts (not the body).
 pub async fn save_meta(services: &Services, msg: &Message) {
-    let op = SpoolOp::Put { id: msg.id, meta: msg.spool_meta().to_bytes(), data: None };
-    if let Err(e) = services.writer.commit(vec![op]).await {
-        tracing::error!(id = %msg.id, error = %e, "saving due time and attempts failed; kept in memory");
+    save_all(services, std::slice::from_ref(msg)).await;
+}
+
+/// [`save_meta`] for many messages, in one spool commit.
+pub async fn save_all(services: &Services, msgs: &[Message]) {
+    if msgs.is_empty() {
+        return;
+    }
+    let ops =
+        msgs.iter().map(|m| SpoolOp::Put { id: m.id, meta: m.spool_meta().to_bytes(), data: None }).collect();
+    if let Err(e) = services.writer.commit(ops).await {
+        tracing::error!(messages = msgs.len(), first = %msgs[0].id, error = %e, "saving due time and attempts failed; kept in memory");
     }
 }

@@ -9,7 +9,7 @@ use crate::model::admin::Criteria;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::xfer::{is_xfer_queue, save_info};
 use crate::model::{Message, MessageId};
-use crate::queue::requeue::save_meta;
+use crate::queue::requeue::{save_all, save_meta};
 use crate::queue::{DrainWaiting, Insert, MatchingQueues, QueueManager, Services};
 
 /// `POST /api/admin/xfer/v1`, after validation: `xfer_queue` is the target's xfer queue.
@@ -23,6 +23,9 @@ pub struct AdminXfer {
     pub sweep: uuid::Uuid,
 }
 
+/// Messages moved per spool commit: the sweep's rate is bounded by commits (fsync), not messages.
+const CHUNK: usize = 1000;
+
 /// Run an admin xfer to completion (the HTTP reply does not wait for this).
 pub async fn run(services: Services, queues: Addr<QueueManager>, req: AdminXfer) {
     let matching = match queues.send(MatchingQueues(req.criteria.clone())).await {
@@ -35,42 +38,48 @@ pub async fn run(services: Services, queues: Addr<QueueManager>, req: AdminXfer)
     let mut moved = 0usize;
     for (name, addr) in matching.into_iter().filter(|(n, _)| n.as_str() != req.xfer_queue) {
         let ids = addr.send(DrainWaiting).await.unwrap_or_default();
-        for id in ids {
-            if rebind(&services, id, &name, &req.xfer_queue, &req.reason).await {
-                services.sweeps.captured(req.sweep, id);
-                moved += 1;
-            }
+        for chunk in ids.chunks(CHUNK) {
+            moved += rebind(&services, chunk, &name, &req).await;
         }
     }
     services.sweeps.end_sweep(req.sweep);
     tracing::info!(target_queue = %req.xfer_queue, moved, reason = %req.reason, "admin xfer: messages moved to the xfer queue");
 }
 
-/// Move one drained message into `xfer_queue`.
-async fn rebind(services: &Services, id: MessageId, from: &str, xfer_queue: &str, reason: &str) -> bool {
-    let meta = match services.spool.load_meta(&id) {
-        Ok(Some(m)) => m,
-        Ok(None) => return false,
-        Err(e) => {
-            tracing::error!(%id, error = %e, "admin xfer: cannot load message; it stays spooled until restart");
-            return false;
+/// Move drained messages into the xfer queue: save_info and the new queue, durably, in one
+/// commit; then AdminRebind and insert. Returns how many were moved.
+async fn rebind(services: &Services, ids: &[MessageId], from: &str, req: &AdminXfer) -> usize {
+    let mut msgs = Vec::with_capacity(ids.len());
+    for &id in ids {
+        let meta = match services.spool.load_meta(&id) {
+            Ok(Some(m)) => m,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "admin xfer: cannot load message; it stays spooled until restart");
+                continue;
+            }
+        };
+        let mut msg = Message::from_spool(id, meta, bytes::Bytes::new());
+        if !is_xfer_queue(from) {
+            save_info(&mut msg);
         }
-    };
-    let mut msg = Message::from_spool(id, meta, bytes::Bytes::new());
-    if !is_xfer_queue(from) {
-        save_info(&mut msg);
+        msg.set_meta("queue", json!(req.xfer_queue));
+        msg.due = None;
+        msgs.push(msg);
     }
-    msg.set_meta("queue", json!(xfer_queue));
-    msg.due = None;
-    save_meta(services, &msg).await;
-    services.logger.rebind(&msg, from, xfer_queue, reason);
-    services.queues.do_send(Insert {
-        msg,
-        ctx: InsertContext::new(InsertReason::AdminRebind),
-        reply: None,
-        check_expiry: false,
-    });
-    true
+    save_all(services, &msgs).await;
+    let moved = msgs.len();
+    for msg in msgs {
+        services.logger.rebind(&msg, from, &req.xfer_queue, &req.reason);
+        services.sweeps.captured(req.sweep, msg.id);
+        services.queues.do_send(Insert {
+            msg,
+            ctx: InsertContext::new(InsertReason::AdminRebind),
+            reply: None,
+            check_expiry: false,
+        });
+    }
+    moved
 }
 
 /// `POST /api/admin/xfer/cancel/v1` (SPEC §4.6).
@@ -100,8 +109,11 @@ impl Handler<CancelXfer> for QueueManager {
             };
             actix::spawn(async move {
                 let ids = queue.send(DrainWaiting).await.unwrap_or_default();
-                for id in ids {
-                    cancel_one(&services, id, &req.queue_name, &req.reason).await;
+                // Concurrently within a chunk, so the spool writer commits many saves per fsync.
+                for chunk in ids.chunks(CHUNK) {
+                    let cancels =
+                        chunk.iter().map(|id| cancel_one(&services, *id, &req.queue_name, &req.reason));
+                    futures_util::future::join_all(cancels).await;
                 }
             });
             Ok(())

@@ -44,7 +44,8 @@ pub enum CodecError {
     Framing(String),
 }
 
-fn frame(msg: &Message, size: Option<u64>, out: &mut Vec<u8>) {
+/// Write one framed message into `out` (the gzip stream: no intermediate plain copy).
+fn frame(msg: &Message, size: Option<u64>, out: &mut impl Write) {
     let envelope = Envelope {
         id: msg.id.to_string(),
         sender: msg.sender.clone(),
@@ -52,32 +53,29 @@ fn frame(msg: &Message, size: Option<u64>, out: &mut Vec<u8>) {
         meta: msg.meta.clone(),
         size,
     };
-    serde_json::to_writer(&mut *out, &envelope).expect("envelope serialises");
-    out.push(b'\n');
-    out.extend_from_slice(&msg.data);
+    let mut line = serde_json::to_vec(&envelope).expect("envelope serialises");
+    line.push(b'\n');
+    out.write_all(&line).and_then(|()| out.write_all(&msg.data)).expect("writing to memory");
 }
 
-fn gzip(plain: &[u8]) -> Vec<u8> {
-    let mut gz =
-        flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 2), flate2::Compression::fast());
-    gz.write_all(plain).expect("writing to memory");
-    gz.finish().expect("writing to memory")
+fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::fast())
 }
 
 /// Body for a message: JSON line + raw bytes, gzip-compressed.
 pub fn encode(msg: &Message) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(msg.data.len() + 512);
-    frame(msg, None, &mut plain);
-    gzip(&plain)
+    let mut gz = gzip_encoder(msg.data.len() / 2 + 256);
+    frame(msg, None, &mut gz);
+    gz.finish().expect("writing to memory")
 }
 
 /// Body for a batch: each message framed with its `size`, one after the other, gzip-compressed.
 pub fn encode_batch<'a>(msgs: impl IntoIterator<Item = &'a Message>) -> Vec<u8> {
-    let mut plain = Vec::new();
+    let mut gz = gzip_encoder(64 << 10);
     for msg in msgs {
-        frame(msg, Some(msg.data.len() as u64), &mut plain);
+        frame(msg, Some(msg.data.len() as u64), &mut gz);
     }
-    gzip(&plain)
+    gz.finish().expect("writing to memory")
 }
 
 /// Undo `Content-Encoding`, refusing anything over `limit` bytes once decompressed.
@@ -105,8 +103,8 @@ pub fn decompress(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<V
     Ok(out)
 }
 
-/// Split a decompressed body into its envelope and message bytes.
-pub fn decode(plain: &[u8]) -> Result<(Envelope, Bytes), CodecError> {
+/// Split a decompressed body into its envelope and message bytes (a slice of `plain`, no copy).
+pub fn decode(plain: &Bytes) -> Result<(Envelope, Bytes), CodecError> {
     let nl = plain
         .iter()
         .position(|b| *b == b'\n')
@@ -124,15 +122,16 @@ pub fn decode(plain: &[u8]) -> Result<(Envelope, Bytes), CodecError> {
             data.len()
         )));
     }
-    Ok((envelope, Bytes::copy_from_slice(data)))
+    Ok((envelope, plain.slice(nl + 1..)))
 }
 
 /// Split a decompressed batch body into its messages. Any framing error refuses the whole batch,
 /// naming the message (1-based) where it was found.
-pub fn decode_batch(plain: &[u8]) -> Result<Vec<(Envelope, Bytes)>, CodecError> {
+pub fn decode_batch(plain: &Bytes) -> Result<Vec<(Envelope, Bytes)>, CodecError> {
     let mut out = Vec::new();
-    let mut rest = plain;
-    while !rest.is_empty() {
+    let mut at = 0;
+    while at < plain.len() {
+        let rest = &plain[at..];
         let n = out.len() + 1;
         let fail = |what: String| CodecError::Framing(format!("message {n} of the batch: {what}"));
         let nl =
@@ -147,9 +146,9 @@ pub fn decode_batch(plain: &[u8]) -> Result<Vec<(Envelope, Bytes)>, CodecError> 
         if size > after.len() as u64 {
             return Err(fail(format!("size is {size} but only {} bytes remain", after.len())));
         }
-        let (data, tail) = after.split_at(size as usize);
-        out.push((envelope, Bytes::copy_from_slice(data)));
-        rest = tail;
+        let start = at + nl + 1;
+        out.push((envelope, plain.slice(start..start + size as usize)));
+        at = start + size as usize;
     }
     if out.is_empty() {
         return Err(CodecError::Framing("the batch is empty".into()));
@@ -177,7 +176,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_byte() {
         let m = message();
-        let plain = decompress(&encode(&m), Some("gzip"), 1 << 20).unwrap();
+        let plain = Bytes::from(decompress(&encode(&m), Some("gzip"), 1 << 20).unwrap());
         let (env, data) = decode(&plain).unwrap();
         assert_eq!(env.id, m.id.to_string());
         assert_eq!(env.recipient, m.recipients);
@@ -193,10 +192,11 @@ mod tests {
             Err(CodecError::Corrupt("gzip", _))
         ));
         assert!(matches!(decompress(b"x", Some("br"), 10), Err(CodecError::Encoding(_))));
-        assert!(matches!(decode(b"{\"id\":\"x\"}"), Err(CodecError::Framing(_))));
-        assert!(matches!(decode(b"not json\nbody"), Err(CodecError::Framing(_))));
+        let d = |b: &'static [u8]| decode(&Bytes::from_static(b));
+        assert!(matches!(d(b"{\"id\":\"x\"}"), Err(CodecError::Framing(_))));
+        assert!(matches!(d(b"not json\nbody"), Err(CodecError::Framing(_))));
         assert!(matches!(
-            decode(b"{\"id\":\"x\",\"sender\":\"\",\"recipient\":[]}\n"),
+            d(b"{\"id\":\"x\",\"sender\":\"\",\"recipient\":[]}\n"),
             Err(CodecError::Framing(_))
         ));
     }
@@ -206,22 +206,23 @@ mod tests {
         let a = message();
         let mut b = message();
         b.data = Bytes::from_static(b"{\"id\":\"looks like a line\"}\n\nbody");
-        let plain = decompress(&encode_batch([&a, &b]), Some("gzip"), 1 << 20).unwrap();
+        let unzip = |gz: Vec<u8>| Bytes::from(decompress(&gz, Some("gzip"), 1 << 20).unwrap());
+        let plain = unzip(encode_batch([&a, &b]));
         let items = decode_batch(&plain).unwrap();
         assert_eq!(items.len(), 2);
         assert_eq!((items[0].0.id.as_str(), &items[0].1), (a.id.to_string().as_str(), &a.data));
         assert_eq!((items[1].0.id.as_str(), &items[1].1), (b.id.to_string().as_str(), &b.data));
         // A truncated batch names the message that is short.
-        let cut = &plain[..plain.len() - 3];
-        let err = decode_batch(cut).unwrap_err().to_string();
+        let cut = plain.slice(..plain.len() - 3);
+        let err = decode_batch(&cut).unwrap_err().to_string();
         assert!(err.contains("message 2") && err.contains("remain"), "{err}");
-        assert!(decode_batch(b"").unwrap_err().to_string().contains("empty"));
+        assert!(decode_batch(&Bytes::new()).unwrap_err().to_string().contains("empty"));
         // The single form checks a size it is given.
-        let batch_of_one = decompress(&encode_batch([&a]), Some("gzip"), 1 << 20).unwrap();
+        let batch_of_one = unzip(encode_batch([&a]));
         assert!(decode(&batch_of_one).is_ok());
-        let grown = [batch_of_one.as_slice(), b"x"].concat();
+        let grown = Bytes::from([batch_of_one.as_ref(), b"x"].concat());
         assert!(decode(&grown).unwrap_err().to_string().contains("size is"));
-        let single = decompress(&encode(&a), Some("gzip"), 1 << 20).unwrap();
+        let single = unzip(encode(&a));
         // A batch item without size is refused.
         assert!(decode_batch(&single).unwrap_err().to_string().contains("size is missing"));
     }

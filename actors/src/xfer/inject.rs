@@ -50,11 +50,13 @@ fn prior_key(meta: &Map<String, Value>) -> PriorKey {
     (get("xfer_prior_node"), get("xfer_prior_id"))
 }
 
-fn decompress(req: &InjectRequest) -> Result<Vec<u8>, Refused> {
-    codec::decompress(&req.body, req.content_encoding.as_deref(), req.limit).map_err(|e| match e {
-        CodecError::TooLarge(_) => refused(413, e.to_string()),
-        other => refused(400, other.to_string()),
-    })
+fn decompress(req: &InjectRequest) -> Result<bytes::Bytes, Refused> {
+    codec::decompress(&req.body, req.content_encoding.as_deref(), req.limit).map(bytes::Bytes::from).map_err(
+        |e| match e {
+            CodecError::TooLarge(_) => refused(413, e.to_string()),
+            other => refused(400, other.to_string()),
+        },
+    )
 }
 
 /// The single-message form. Returns the local id.

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Xfer drain rate: N messages (default 100,000 × 4 KB) waiting on node A are moved to node B with
+# `ferry xfer --everything --wait`, fsync on both nodes, over loopback. Runs the batch form
+# (Ferry's default) and the single-message form (batch_size = 1) on fresh nodes each.
+# The figure is the CLI's: from the admin request until every message has been accepted by B.
+# Usage: bench/xfer.sh [messages] [form...]     forms: batch single (default both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+messages=${1:-100000}
+shift || true
+forms=("$@")
+[ ${#forms[@]} -gt 0 ] || forms=(batch single)
+cargo build --release --bin ferry >/dev/null
+bin=$PWD/target/release/ferry
+work=$(mktemp -d /tmp/ferry-xfer.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
+trap cleanup EXIT
+json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+# Held back six days on A (inside the default max_age), so every message waits for the sweep.
+first_attempt=$(date -u -d '+6 days' +%Y-%m-%dT%H:%M:%SZ)
+cat > "$work/policy.lua" <<'LUA'
+kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_header('X-Schedule') end)
+LUA
+
+node() { # name batch_size
+  local dir="$work/$1"
+  mkdir -p "$dir"
+  cat > "$dir/ferry.toml" <<TOML
+[node]
+data_dir = "$dir/data"
+[smtp]
+listen = "127.0.0.1:0"
+[http]
+listen = "127.0.0.1:0"
+[spool]
+fsync = true
+[policy]
+script = "$work/policy.lua"
+[xfer]
+batch_size = $2
+TOML
+  "$bin" serve --config "$dir/ferry.toml" >/dev/null 2>"$dir/ferry.log" &
+  pids+=($!)
+  until [ -f "$dir/data/listeners.json" ]; do sleep 0.05; done
+}
+
+for form in "${forms[@]}"; do
+  batch_size=100
+  [ "$form" = single ] && batch_size=1
+  node "a-$form" "$batch_size"
+  node "b-$form" 100
+  a_smtp=$(json "$work/a-$form/data/listeners.json" smtp)
+  a_http=$(json "$work/a-$form/data/listeners.json" http)
+  b_http=$(json "$work/b-$form/data/listeners.json" http)
+  echo "== $form form: $messages messages of 4 KB, A ($a_http) -> B ($b_http), fsync on both"
+  "$bin" bench-smtp --target "$a_smtp" --messages "$messages" --concurrency 50 --size 4096 --domains 100 \
+    --header "X-Schedule: {\"first_attempt\":\"$first_attempt\"}" | tail -1
+  sleep 2  # let the last inserts reach their queues
+  ${PERF_HOOK:-} "$bin" --endpoint "http://$a_http" xfer --everything --reason bench --target "http://$b_http" --wait 2>/dev/null
+  echo "A spool: $("$bin" spool list --config "$work/a-$form/ferry.toml" 2>/dev/null | wc -l)  B spool: $("$bin" spool list --config "$work/b-$form/ferry.toml" 2>/dev/null | wc -l)"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
+done
