@@ -114,6 +114,13 @@ fn the_batch_endpoint_answers_each_message_and_refuses_bad_framing_whole() {
     );
     let (status, _) = inject_batch(&node, b"not gzip at all", &[]);
     assert_eq!(status, 400);
+    let (status, reply) = post(
+        node.http,
+        "/api/xfer/inject-batch/v1",
+        &[("Content-Type", "application/octet-stream"), ("Content-Encoding", "gzip")],
+        &body,
+    );
+    assert_eq!(status, 415, "the single form's content type is not a batch: {reply}");
     let delivered = wait_until("two deliveries", Duration::from_secs(20), || {
         let n = node.records().iter().filter(|r| r["type"] == "Delivery").count();
         (n >= 2).then_some(n)

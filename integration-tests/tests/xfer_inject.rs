@@ -111,16 +111,19 @@ fn malformed_bodies_get_4xx_and_nothing_is_stored() {
     let sink = SmtpSink::start();
     let node = receiver(&sink);
     let good = body(SOURCE_ID, json!({}), "x\r\n");
-    let cases: Vec<(&str, Vec<u8>, &str, u16)> = vec![
-        ("truncated gzip", good[..good.len() / 2].to_vec(), "gzip", 400),
-        ("no JSON line", gzip(b"just bytes, no newline"), "gzip", 400),
-        ("bad JSON", gzip(b"{not json}\nbody"), "gzip", 400),
-        ("unknown encoding", good.clone(), "br", 400),
-        ("bad id", body("not-an-id", json!({}), "x"), "gzip", 400),
-        ("bomb over 64 MiB", gzip(&vec![b'a'; 65 << 20]), "gzip", 413),
+    let octets = "application/octet-stream";
+    let cases: Vec<(&str, Vec<u8>, &str, &str, u16)> = vec![
+        ("truncated gzip", good[..good.len() / 2].to_vec(), "gzip", octets, 400),
+        ("no JSON line", gzip(b"just bytes, no newline"), "gzip", octets, 400),
+        ("bad JSON", gzip(b"{not json}\nbody"), "gzip", octets, 400),
+        ("unknown encoding", good.clone(), "br", octets, 400),
+        ("bad id", body("not-an-id", json!({}), "x"), "gzip", octets, 400),
+        ("wrong content type", good.clone(), "gzip", "application/json", 415),
+        ("bomb over 64 MiB", gzip(&vec![b'a'; 65 << 20]), "gzip", octets, 413),
     ];
-    for (what, b, encoding, want) in cases {
-        let (status, text) = post(node.http, "/api/xfer/inject/v1", &[("Content-Encoding", encoding)], &b);
+    for (what, b, encoding, content_type, want) in cases {
+        let headers = [("Content-Encoding", encoding), ("Content-Type", content_type)];
+        let (status, text) = post(node.http, "/api/xfer/inject/v1", &headers, &b);
         assert_eq!(status, want, "{what}: {text}");
         assert!(text.contains("error"), "{what}: a message names the problem: {text}");
     }

@@ -3,6 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use ferry_actors::xfer::codec::BATCH_CONTENT_TYPE;
 use ferry_actors::xfer::inject::{InjectRequest, Refused, inject, inject_batch};
 use serde_json::json;
 
@@ -18,10 +19,25 @@ pub fn routes(cfg: &mut web::ServiceConfig, body_limit: usize) {
         );
 }
 
-fn request(state: &AppState, req: &HttpRequest, body: web::Bytes) -> Result<InjectRequest, Refused> {
+fn request(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Bytes,
+    content_type: &str,
+) -> Result<InjectRequest, Refused> {
     let (Some(peer), local) = (req.peer_addr(), req.app_config().local_addr()) else {
         return Err(Refused { status: 400, message: "no peer address".into() });
     };
+    // An absent Content-Type is tolerated; a different one is a client talking the wrong protocol.
+    if let Some(given) = req.headers().get("content-type") {
+        let media = given.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case(content_type) {
+            return Err(Refused {
+                status: 415,
+                message: format!("Content-Type must be {content_type}, not {media:?}"),
+            });
+        }
+    }
     let content_encoding =
         req.headers().get("content-encoding").and_then(|v| v.to_str().ok()).map(str::to_string);
     let auth = req.extensions().get::<Authorized>().map_or("trusted_hosts", |a| a.0);
@@ -33,7 +49,7 @@ fn refusal(r: Refused) -> HttpResponse {
 }
 
 async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let request = match request(&state, &req, body) {
+    let request = match request(&state, &req, body, "application/octet-stream") {
         Ok(r) => r,
         Err(r) => return refusal(r),
     };
@@ -46,7 +62,7 @@ async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 /// `200 {"results":[{"id":…} | {"status":…,"error":…}, …]}`, one entry per message in order;
 /// a request whose framing is bad is refused whole, with nothing stored.
 async fn inject_batch_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let request = match request(&state, &req, body) {
+    let request = match request(&state, &req, body, BATCH_CONTENT_TYPE) {
         Ok(r) => r,
         Err(r) => return refusal(r),
     };

@@ -22,10 +22,13 @@ pub(super) struct Peer {
     pub site: String,
 }
 
-/// How a batch request ended.
+/// What a batch request taught about the peer.
 pub(super) enum Sent {
-    Done,
-    /// The peer does not know the batch endpoint (404/405): these were not sent.
+    /// It answered in the batch form.
+    Supported,
+    /// No answer either way (connection errors, 5xx, …).
+    Unknown,
+    /// It does not know the batch endpoint (404/405): these were not sent.
     Unsupported(Vec<ReadyItem>),
 }
 
@@ -97,6 +100,7 @@ impl Peer {
         let url = format!("{}api/xfer/inject-batch/v1", self.target);
         let limit = self.services.xfer_settings.batch_bytes;
         let mut loaded = self.load(items).await.into_iter().peekable();
+        let mut learned = Sent::Unknown;
         while loaded.peek().is_some() {
             let mut chunk = Vec::new();
             let mut bytes = 0usize;
@@ -118,10 +122,13 @@ impl Peer {
                         return Sent::Unsupported(unsent.collect());
                     }
                     match batch_results(status.as_u16(), &body, chunk.len()) {
-                        Some(per_message) => per_message
-                            .into_iter()
-                            .map(|r| r.map_err(|(code, error)| status_text_for(&url, code, &error)))
-                            .collect(),
+                        Some(per_message) => {
+                            learned = Sent::Supported;
+                            per_message
+                                .into_iter()
+                                .map(|r| r.map_err(|(code, error)| status_text_for(&url, code, &error)))
+                                .collect()
+                        }
                         None => vec![Err(status_text(&url, status, &body)); chunk.len()],
                     }
                 }
@@ -129,7 +136,7 @@ impl Peer {
             let settled = chunk.into_iter().zip(outcomes).map(|((item, msg), o)| (item, msg, o)).collect();
             self.settle(settled).await;
         }
-        Sent::Done
+        learned
     }
 
     /// SPEC §4.9 for each message: `XferOut` and removal (one commit for all), or a

@@ -5,8 +5,9 @@
 //!
 //! Batching is adaptive: a request takes whatever is ready, up to `batch_size` messages, so a
 //! trickle goes one message per request with no added latency and a drain fills its batches.
-//! A peer that answers 404/405 to the batch endpoint (not Ferry) gets single-message requests;
-//! the batch form is tried again after [`BATCH_RETRY`].
+//! Until a peer has answered a batch, only one request (the probe) is in flight to it. A peer
+//! that answers 404/405 to the batch endpoint (not Ferry) gets single-message requests; the
+//! batch form is tried again after [`BATCH_RETRY`].
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ impl Handler<Transfer> for XferSupervisor {
                     ready: VecDeque::new(),
                     in_flight: 0,
                     client: None,
-                    singles_until: None,
+                    form: Form::Unknown,
                 });
                 self.targets.insert(target.clone(), addr.clone());
                 addr
@@ -88,8 +89,17 @@ pub struct XferTarget {
     in_flight: usize,
     /// awc clients are tied to their arbiter; made on first use there.
     client: Option<awc::Client>,
+    form: Form,
+}
+
+/// What this target is known to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Not yet known: one batch request at a time until it answers.
+    Unknown,
+    Batch,
     /// The peer lacks the batch endpoint: single-message requests until then.
-    singles_until: Option<Instant>,
+    SinglesUntil(Instant),
 }
 
 impl Actor for XferTarget {
@@ -101,13 +111,22 @@ impl Actor for XferTarget {
 struct Queued(ReadyItem);
 
 impl XferTarget {
-    fn batching(&self) -> bool {
-        self.services.xfer_settings.batch_size > 1 && self.singles_until.is_none_or(|t| Instant::now() >= t)
+    fn batching(&mut self) -> bool {
+        if let Form::SinglesUntil(t) = self.form
+            && Instant::now() >= t
+        {
+            self.form = Form::Unknown;
+        }
+        self.services.xfer_settings.batch_size > 1 && !matches!(self.form, Form::SinglesUntil(_))
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let settings = self.services.xfer_settings.clone();
         while self.in_flight < settings.concurrency && !self.ready.is_empty() {
+            let batching = self.batching();
+            if batching && self.form == Form::Unknown && self.in_flight > 0 {
+                break; // wait for the probe's answer
+            }
             self.in_flight += 1;
             let client = self
                 .client
@@ -125,15 +144,19 @@ impl XferTarget {
                 act.in_flight -= 1;
                 act.pump(ctx);
             };
-            if self.batching() {
+            if batching {
                 let n = settings.batch_size.min(self.ready.len());
                 let items: Vec<ReadyItem> = self.ready.drain(..n).collect();
                 ctx.spawn(peer.send_batch(items).into_actor(self).map(move |sent, act, ctx| {
-                    if let Sent::Unsupported(items) = sent {
-                        tracing::info!(target = %act.target, "peer has no batch endpoint; sending one message per request");
-                        act.singles_until = Some(Instant::now() + BATCH_RETRY);
-                        for item in items.into_iter().rev() {
-                            act.ready.push_front(item);
+                    match sent {
+                        Sent::Supported => act.form = Form::Batch,
+                        Sent::Unknown => {}
+                        Sent::Unsupported(items) => {
+                            tracing::info!(target = %act.target, "peer has no batch endpoint; sending one message per request");
+                            act.form = Form::SinglesUntil(Instant::now() + BATCH_RETRY);
+                            for item in items.into_iter().rev() {
+                                act.ready.push_front(item);
+                            }
                         }
                     }
                     done(act, ctx);
