@@ -458,3 +458,46 @@ end)
     assert_eq!(inspect["queue_config"]["retry_interval"], "20m", "the old config is kept");
     assert_eq!(inspect["num_scheduled"], 1);
 }
+
+/// A message that reaches a dispatcher while its last connection is failing (or finishing) must
+/// still get a connection of its own: every one of many messages to an unreachable site gets
+/// its transient failure. (Such a message once sat in the ready queue until another arrived.)
+#[test]
+fn every_message_for_an_unreachable_site_gets_its_attempt() {
+    let policy = r#"
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[127.0.0.1]:1' } } } }
+end)
+"#;
+    let node = FerryNode::start(LOGS, Some(policy));
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = node.smtp;
+            std::thread::spawn(move || {
+                let mut c = RawSmtp::connect(addr);
+                (0..25)
+                    .map(|i| {
+                        let r = c.send_message(
+                            "s@example.com",
+                            &["r@example.com"],
+                            &body(&format!("X-N: {t}.{i}\r\n")),
+                        );
+                        queued_id(&r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = senders.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let failed = ferry_integration_tests::wait::try_wait_until(Duration::from_secs(20), || {
+        let tf: std::collections::HashSet<String> = node
+            .records()
+            .into_iter()
+            .filter(|r| r["type"] == "TransientFailure")
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.iter().all(|id| tf.contains(id)).then_some(())
+    });
+    let tf = node.records().iter().filter(|r| r["type"] == "TransientFailure").count();
+    assert!(failed.is_some(), "only {tf} of {} messages had their attempt", ids.len());
+}

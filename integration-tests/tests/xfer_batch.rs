@@ -40,7 +40,15 @@ fn holding(n: usize, extra: &str) -> (FerryNode, Vec<String>) {
             queued_id(&c.send_message("sender@example.com", &["rcpt@example.com"], &body))
         })
         .collect();
-    node.wait_records("TransientFailure", n);
+    let held = ferry_integration_tests::wait::try_wait_until(Duration::from_secs(20), || {
+        let tf = node.records().iter().filter(|r| r["type"] == "TransientFailure").count();
+        (tf >= n).then_some(())
+    });
+    if held.is_none() {
+        let kinds: Vec<String> =
+            node.records().iter().map(|r| format!("{} {}", r["type"], r["id"])).collect();
+        panic!("{n} messages did not all fail once: {kinds:#?}\n{}", node.stderr());
+    }
     (node, ids)
 }
 

@@ -193,10 +193,12 @@ struct StopIfIdle;
 #[rtype(result = "Vec<ReadyItem>")]
 pub(crate) struct DrainAll;
 
-impl Handler<Ready> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
-        self.ready.push_back(item);
+impl Dispatcher {
+    /// Open a connection if the backlog calls for one.
+    fn maybe_connect(&mut self, ctx: &mut Context<Self>) {
+        if self.ready.is_empty() {
+            return;
+        }
         let limit = self.services.settings.connection_limit.max(1);
         // Reuse before fan-out: open another connection only when each one has a backlog.
         if self.connections < limit
@@ -215,6 +217,14 @@ impl Handler<Ready> for Dispatcher {
                 me.do_send(ConnectionClosed);
             });
         }
+    }
+}
+
+impl Handler<Ready> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
+        self.ready.push_back(item);
+        self.maybe_connect(ctx);
     }
 }
 
@@ -239,6 +249,9 @@ impl Handler<ConnectionClosed> for Dispatcher {
         if self.connections == 0 && self.ready.is_empty() {
             self.manager.do_send(SiteIdle(self.site.clone(), ctx.address()));
         }
+        // Items that arrived while the last connection was finishing (it had already taken its
+        // last message, or failed and drained the queue) still need one.
+        self.maybe_connect(ctx);
     }
 }
 
