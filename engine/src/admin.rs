@@ -73,6 +73,49 @@ pub enum AdminCmd {
         #[arg(long, requires = "wait")]
         wait_timeout: Option<String>,
     },
+    /// Bounce the messages of matching queues now, and any that arrive while the bounce lasts.
+    Bounce {
+        #[command(flatten)]
+        selection: Selection,
+        /// Recorded in each AdminBounce record.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "5m")]
+        duration: String,
+        /// Bounce without AdminBounce records.
+        #[arg(long)]
+        suppress_logging: bool,
+    },
+    /// List active bounces and how many messages each has bounced.
+    BounceList,
+    /// Cancel a bounce.
+    BounceCancel {
+        #[arg(long)]
+        id: String,
+    },
+    /// Change the meta of waiting messages (e.g. their queue) and requeue them (runs asynchronously).
+    Rebind {
+        #[command(flatten)]
+        selection: Selection,
+        /// Recorded in the AdminRebind record of every message whose queue changes.
+        #[arg(long)]
+        reason: String,
+        /// Meta to set, as a JSON object, e.g. '{"queue":"rebound.com"}'.
+        #[arg(long)]
+        data: Option<String>,
+        /// Meta to set, KEY=VALUE; repeatable; merged over --data.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Make every matched message due now, even if its queue does not change.
+        #[arg(long)]
+        always_flush: bool,
+        /// Rebind without AdminRebind records.
+        #[arg(long)]
+        suppress_logging: bool,
+        /// Call the policy's rebind_message(msg, data) instead of copying the data into meta.
+        #[arg(long)]
+        trigger_rebind_event: bool,
+    },
     /// Send the messages waiting in an xfer queue back to their original queues, due now.
     XferCancel {
         /// The xfer queue, e.g. http://10.0.0.1:8000/.xfer.kumomta.internal
@@ -170,6 +213,59 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
                 None => eprintln!("NOTE: Xfer always runs asynchronously"),
                 Some(id) => crate::xfer_wait::follow(&api, id, timeout).await?,
             }
+        }
+        AdminCmd::Bounce { selection, reason, duration, suppress_logging } => {
+            let body = json!({
+                "campaign": selection.campaign, "tenant": selection.tenant, "domain": selection.domain,
+                "routing_domain": selection.routing_domain, "queue_names": selection.queues,
+                "reason": reason, "duration": duration, "suppress_logging": suppress_logging,
+            });
+            let (_, text) = call(&api, Method::POST, "/api/admin/bounce/v1", Some(body)).await?;
+            println!("{}", pretty(&text));
+        }
+        AdminCmd::BounceList => {
+            let (_, text) = call(&api, Method::GET, "/api/admin/bounce/v1", None).await?;
+            println!("{}", pretty(&text));
+        }
+        AdminCmd::BounceCancel { id } => {
+            let (_, text) =
+                call(&api, Method::DELETE, "/api/admin/bounce/v1", Some(json!({"id": id}))).await?;
+            println!("{text}");
+        }
+        AdminCmd::Rebind {
+            selection,
+            reason,
+            data,
+            set,
+            always_flush,
+            suppress_logging,
+            trigger_rebind_event,
+        } => {
+            if !selection.queues.is_empty() {
+                bail!(
+                    "rebind does not take --queue: select with --domain, --routing-domain, --campaign, --tenant or --everything"
+                );
+            }
+            let mut meta = match data {
+                None => serde_json::Map::new(),
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) => bail!("--data must be a JSON object, e.g. '{{\"queue\":\"rebound.com\"}}'"),
+                    Err(e) => bail!("--data is not valid JSON: {e}"),
+                },
+            };
+            for kv in set {
+                let Some((k, v)) = kv.split_once('=') else { bail!("--set {kv:?}: expected KEY=VALUE") };
+                meta.insert(k.to_string(), Value::String(v.to_string()));
+            }
+            let body = json!({
+                "campaign": selection.campaign, "tenant": selection.tenant, "domain": selection.domain,
+                "routing_domain": selection.routing_domain, "reason": reason, "data": meta,
+                "always_flush": always_flush, "suppress_logging": suppress_logging,
+                "trigger_rebind_event": trigger_rebind_event,
+            });
+            call(&api, Method::POST, "/api/admin/rebind/v1", Some(body)).await?;
+            eprintln!("NOTE: rebind runs asynchronously");
         }
         AdminCmd::XferCancel { queue, reason } => {
             let body = json!({"queue_name": queue, "reason": reason});

@@ -128,6 +128,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         logger: logger.clone(),
         policy: policy.clone(),
         suspensions: Arc::new(std::sync::Mutex::new(Suspensions::default())),
+        bounces: Arc::default(),
         queues: queues.clone(),
         delivery: delivery.clone(),
         xfer: xfer.clone(),

@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/api/admin/xfer/status/v1", web::get().to(xfer_status));
 }
 
-/// Default duration of a suspension (SPEC §2.8).
+/// Default duration of a suspension or bounce (SPEC §2.8).
 const DEFAULT_SUSPEND: Duration = Duration::from_secs(300);
 
 #[derive(Deserialize)]
@@ -46,18 +46,28 @@ struct SuspendRequest {
     expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// A directive's lifetime from `duration` or `expires` (default 5 minutes, SPEC §2.8).
+pub(crate) fn directive_duration(
+    duration: Option<HumanDuration>,
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<Duration, HttpResponse> {
+    match (duration, expires) {
+        (Some(_), Some(_)) => {
+            Err(json_error(StatusCode::BAD_REQUEST, "give either duration or expires, not both"))
+        }
+        (_, Some(expires)) => (expires - chrono::Utc::now())
+            .to_std()
+            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "expires is in the past")),
+        (Some(d), None) => Ok(d.0),
+        (None, None) => Ok(DEFAULT_SUSPEND),
+    }
+}
+
 async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) -> HttpResponse {
     let body = body.into_inner();
-    let duration = match (body.duration, body.expires) {
-        (Some(_), Some(_)) => {
-            return json_error(StatusCode::BAD_REQUEST, "give either duration or expires, not both");
-        }
-        (_, Some(expires)) => match (expires - chrono::Utc::now()).to_std() {
-            Ok(d) => d,
-            Err(_) => return json_error(StatusCode::BAD_REQUEST, "expires is in the past"),
-        },
-        (Some(d), None) => d.0,
-        (None, None) => DEFAULT_SUSPEND,
+    let duration = match directive_duration(body.duration, body.expires) {
+        Ok(d) => d,
+        Err(resp) => return resp,
     };
     let criteria = Criteria {
         campaign: body.campaign,
@@ -98,8 +108,8 @@ async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IdRequest {
-    id: uuid::Uuid,
+pub(crate) struct IdRequest {
+    pub id: uuid::Uuid,
 }
 
 async fn suspend_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) -> HttpResponse {

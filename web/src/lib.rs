@@ -2,6 +2,7 @@
 //! state and no business logic of their own.
 
 mod admin;
+mod directives;
 mod errors;
 mod xfer;
 
@@ -40,6 +41,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 .app_data(errors::json_config())
                 .app_data(errors::query_config());
             admin::routes(cfg);
+            directives::routes(cfg);
             xfer::routes(cfg, limit);
         }
     }

@@ -5,9 +5,9 @@ use actix::Addr;
 
 use super::outcome::internal_error;
 use super::{Dispatcher, Next};
+use crate::model::Response;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name;
-use crate::model::{Message, Response};
 use crate::policy::PolicyError;
 use crate::queue::requeue;
 use crate::queue::requeue::transient;
@@ -20,14 +20,7 @@ pub(super) async fn connection(
     dispatcher: Addr<Dispatcher>,
 ) {
     while let Ok(Some(item)) = dispatcher.send(Next).await {
-        let msg: Message = match services.spool.load(&item.id) {
-            Ok(Some(m)) => m,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(id = %item.id, error = %e, "cannot load ready message; it stays spooled");
-                continue;
-            }
-        };
+        let Some(msg) = super::smtp::take(&services, &item).await else { continue };
         let (ctor, queue) = (constructor.to_string(), item.queue.clone());
         let parts = queue_name::parse(&queue);
         let call = services.policy.call(move |state| state.custom_lua_send(&ctor, &queue, &parts, msg)).await;

@@ -99,8 +99,9 @@ fn client_settings(services: &Services) -> super::smtp_client::ClientSettings {
     }
 }
 
-/// Load a ready message, or None if it has gone (or is suspended now: ready queues re-check).
-async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
+/// Load a ready message, or None if it has gone (or is bounced or suspended now: ready queues
+/// re-check).
+pub(super) async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
     let msg = match services.spool.load(&item.id) {
         Ok(Some(m)) => m,
         Ok(None) => return None,
@@ -109,8 +110,8 @@ async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
             return None;
         }
     };
-    if let Some(reason) = crate::queue::requeue::suspension_of(services, &item.queue) {
-        crate::queue::requeue::suspended(services, msg, &item.queue, &item.config, &reason).await;
+    if let Some(hold) = crate::queue::requeue::hold_of(services, &item.queue) {
+        crate::queue::requeue::apply_hold(services, msg, &item.queue, &item.config, hold).await;
         return None;
     }
     Some(msg)

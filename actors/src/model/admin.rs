@@ -76,6 +76,54 @@ impl Suspensions {
     }
 }
 
+/// An admin bounce (SPEC §2.8): matching queues are drained into `AdminBounce` records, and
+/// messages inserted or promoted into them while it lasts are bounced too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    pub id: uuid::Uuid,
+    pub criteria: Criteria,
+    pub reason: String,
+    pub expires: DateTime<Utc>,
+    pub suppress_logging: bool,
+    /// Messages bounced so far, by queue.
+    pub bounced: std::collections::BTreeMap<String, u64>,
+    pub total_bounced: u64,
+}
+
+/// The live bounces (each request its own directive, as in KumoMTA).
+#[derive(Debug, Default, Clone)]
+pub struct Bounces(Vec<Bounce>);
+
+impl Bounces {
+    pub fn add(&mut self, b: Bounce) {
+        self.0.push(b);
+    }
+
+    pub fn remove(&mut self, id: &uuid::Uuid) -> bool {
+        let before = self.0.len();
+        self.0.retain(|b| b.id != *id);
+        before != self.0.len()
+    }
+
+    /// Live directives (expired ones are dropped as a side effect).
+    pub fn live(&mut self, now: DateTime<Utc>) -> &[Bounce] {
+        self.0.retain(|b| b.expires > now);
+        &self.0
+    }
+
+    pub fn matching(&self, queue: &str, now: DateTime<Utc>) -> Option<&Bounce> {
+        self.0.iter().find(|b| b.expires > now && b.criteria.matches(queue))
+    }
+
+    /// Count one message bounced by directive `id` from `queue`.
+    pub fn count(&mut self, id: &uuid::Uuid, queue: &str) {
+        if let Some(b) = self.0.iter_mut().find(|b| b.id == *id) {
+            *b.bounced.entry(queue.to_string()).or_default() += 1;
+            b.total_bounced += 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +170,35 @@ mod tests {
         let id = s.live(now)[0].id;
         assert!(s.remove(&id));
         assert!(!s.remove(&id));
+    }
+}
+
+#[cfg(test)]
+mod bounce_tests {
+    use super::*;
+
+    #[test]
+    fn bounces_match_count_and_lapse() {
+        let now = Utc::now();
+        let mut all = Bounces::default();
+        let id = uuid::Uuid::new_v4();
+        all.add(Bounce {
+            id,
+            criteria: Criteria { routing_domain: Some("relay.example".into()), ..Default::default() },
+            reason: "spam run".into(),
+            expires: now + chrono::Duration::minutes(5),
+            suppress_logging: false,
+            bounced: Default::default(),
+            total_bounced: 0,
+        });
+        assert!(all.matching("example.com!relay.example", now).is_some());
+        assert!(all.matching("example.com", now).is_none(), "no routing domain, no match");
+        all.count(&id, "example.com!relay.example");
+        all.count(&id, "example.com!relay.example");
+        let live = all.live(now);
+        assert_eq!((live[0].total_bounced, live[0].bounced["example.com!relay.example"]), (2, 2));
+        assert!(all.matching("example.com!relay.example", now + chrono::Duration::minutes(6)).is_none());
+        assert!(all.remove(&id));
+        assert!(!all.remove(&id));
     }
 }

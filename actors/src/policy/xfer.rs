@@ -20,6 +20,24 @@ impl PolicyState {
     }
 }
 
+impl PolicyState {
+    /// `rebind_message(msg, data)` (SPEC §5, admin rebind with `trigger_rebind_event`): a Single
+    /// event; without a handler it is an error and the message stays as it was.
+    pub fn rebind_message(
+        &self,
+        msg: Message,
+        data: &serde_json::Value,
+    ) -> (Message, Result<(), PolicyError>, Vec<super::requeue::RebindNote>) {
+        if !self.registered_events().iter().any(|e| e == "rebind_message") {
+            let err = PolicyError::Lua("no rebind_message handler is registered".into());
+            return (msg, Err(err), Vec::new());
+        }
+        self.run_message_chain_noting("rebind_message", msg, None, |lua| {
+            Ok(MultiValue::from_vec(vec![json_to_lua(lua, data)?]))
+        })
+    }
+}
+
 /// `kumo.xfer.{xfer_in_requeue, xfer, cancel_xfer, get_xfer_target}` (SPEC §4.7).
 pub(crate) fn install(lua: &mlua::Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
     use chrono::Utc;

@@ -2,6 +2,7 @@
 //! queue name, and the requeue path every transient failure takes. A queue actor owns only its
 //! messages' (due, id) pairs and one timer; bodies stay in the spool.
 
+pub mod admin;
 mod inspect;
 pub mod load;
 mod manager;
@@ -10,6 +11,7 @@ pub mod requeue;
 mod scheduled;
 mod services;
 
+pub use admin::{BounceQueues, BounceView, CancelBounce, ListBounces, RebindQueues};
 pub use inspect::InspectQueue;
 pub use manager::{
     Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, MatchingQueues, QueueManager,

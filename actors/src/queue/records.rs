@@ -62,6 +62,14 @@ impl Records<'_> {
         self.0.log(&self.base(RecordType::Expiration, msg, queue, response, &Attempt::default()));
     }
 
+    /// SPEC §2.8: `AdminBounce` 551 5.7.1, site `localhost`.
+    pub fn admin_bounce(&self, msg: &Message, queue: &str, reason: &str) {
+        let response =
+            Response::new(551, Some("5.7.1"), format!("Administrator bounced with reason: {reason}"));
+        let attempt = Attempt { site: "localhost".into(), ..Attempt::default() };
+        self.0.log(&self.base(RecordType::AdminBounce, msg, queue, response, &attempt));
+    }
+
     /// SPEC §2.3 step 4: `Delayed` 400 "Context: …. Next due in … at …".
     pub fn delayed(
         &self,

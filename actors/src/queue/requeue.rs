@@ -180,10 +180,66 @@ async fn retry_in_place(
     }
 }
 
-/// The reason of a live admin suspension matching `queue`, if any (SPEC §2.8).
-pub fn suspension_of(services: &Services, queue: &str) -> Option<String> {
+/// An admin directive holding back a queue's messages (SPEC §2.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hold {
+    Bounce { id: uuid::Uuid, reason: String, suppress_logging: bool },
+    Suspend(String),
+}
+
+/// The directive matching `queue`, bounces first (SPEC §2.3 step 1, §2.4 steps 1–2): checked on
+/// insert, on promotion, and again when a ready queue dequeues.
+pub fn hold_of(services: &Services, queue: &str) -> Option<Hold> {
+    let now = Utc::now();
+    if let Ok(bounces) = services.bounces.lock()
+        && let Some(b) = bounces.matching(queue, now)
+    {
+        return Some(Hold::Bounce {
+            id: b.id,
+            reason: b.reason.clone(),
+            suppress_logging: b.suppress_logging,
+        });
+    }
     let suspensions = services.suspensions.lock().ok()?;
-    suspensions.matching(queue, Utc::now()).map(|s| s.reason.clone())
+    suspensions.matching(queue, now).map(|s| Hold::Suspend(s.reason.clone()))
+}
+
+/// Carry out a hold: `AdminBounce` and removal, or the suspension's TransientFailure and requeue.
+pub async fn apply_hold(
+    services: &Services,
+    msg: Message,
+    queue: &str,
+    config: &Arc<QueueConfig>,
+    hold: Hold,
+) {
+    match hold {
+        Hold::Suspend(reason) => suspended(services, msg, queue, config, &reason).await,
+        Hold::Bounce { id, reason, suppress_logging } => {
+            admin_bounce(services, &[msg], queue, id, &reason, suppress_logging).await
+        }
+    }
+}
+
+/// `AdminBounce` (unless suppressed) and removal, in one spool commit, counted on the directive.
+pub async fn admin_bounce(
+    services: &Services,
+    msgs: &[Message],
+    queue: &str,
+    id: uuid::Uuid,
+    reason: &str,
+    suppress_logging: bool,
+) {
+    if !suppress_logging {
+        for msg in msgs {
+            Records(&services.logger).admin_bounce(msg, queue, reason);
+        }
+    }
+    if let Ok(mut bounces) = services.bounces.lock() {
+        for _ in msgs {
+            bounces.count(&id, queue);
+        }
+    }
+    remove_all(services, msgs).await;
 }
 
 /// A failure logged as one `TransientFailure` record for the message, then the requeue path
@@ -213,13 +269,7 @@ pub async fn transient(
 
 /// SPEC §2.4 step 2 (and the ready-queue re-check): a suspended queue answers with a
 /// TransientFailure 451 4.4.4 whose site is the scheduled queue, then the normal requeue path.
-pub async fn suspended(
-    services: &Services,
-    msg: Message,
-    queue: &str,
-    config: &Arc<QueueConfig>,
-    reason: &str,
-) {
+async fn suspended(services: &Services, msg: Message, queue: &str, config: &Arc<QueueConfig>, reason: &str) {
     let response = Response::new(
         451,
         Some("4.4.4"),

@@ -180,9 +180,9 @@ impl ScheduledQueue {
     /// SPEC §2.4, checks in order.
     fn promote(&mut self, msg: Message, _reason: InsertContext, _ctx: &mut Context<Self>) {
         let services = self.services.clone();
-        if let Some(reason) = requeue::suspension_of(&services, &self.name) {
+        if let Some(hold) = requeue::hold_of(&services, &self.name) {
             let (queue, config) = (self.name.clone(), self.config.clone());
-            actix::spawn(async move { requeue::suspended(&services, msg, &queue, &config, &reason).await });
+            actix::spawn(async move { requeue::apply_hold(&services, msg, &queue, &config, hold).await });
             return;
         }
         // Step 3: max_message_rate. Over the rate: back through the requeue path without an
@@ -280,6 +280,12 @@ impl Handler<QueueInsert> for ScheduledQueue {
         actor_ctx: &mut Context<Self>,
     ) {
         let now = Utc::now();
+        // SPEC §2.3 step 1: an admin bounce takes messages as they arrive.
+        if let Some(hold @ requeue::Hold::Bounce { .. }) = requeue::hold_of(&self.services, &self.name) {
+            let (services, queue, config) = (self.services.clone(), self.name.clone(), self.config.clone());
+            actix::spawn(async move { requeue::apply_hold(&services, msg, &queue, &config, hold).await });
+            return;
+        }
         // E3: messages loaded from the spool are checked against their stored due time; E2 for
         // messages rebound here from another queue, against this queue's max_age.
         // D9: no expiry check on entry into an xfer queue.
@@ -299,8 +305,10 @@ impl Handler<QueueInsert> for ScheduledQueue {
                 if ctx.is_exactly(InsertReason::Received) && msg.schedule.is_some() {
                     ctx.push(InsertReason::ScheduledForLater);
                 }
+                // An admin rebind that left a message where it was keeps its due time quietly.
                 let quiet = ctx.is_exactly(InsertReason::Enumerated)
-                    || ctx.contains(InsertReason::LoggedTransientFailure);
+                    || ctx.contains(InsertReason::LoggedTransientFailure)
+                    || ctx.is_exactly(InsertReason::AdminRebind);
                 if !quiet {
                     Records(&self.services.logger).delayed(&msg, &self.name, &ctx, due, now);
                 }

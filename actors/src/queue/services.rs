@@ -10,7 +10,7 @@ use super::manager::QueueManager;
 use crate::delivery::DeliveryManager;
 use crate::delivery::mx::Resolver;
 use crate::logging::Logger;
-use crate::model::admin::Suspensions;
+use crate::model::admin::{Bounces, Suspensions};
 use crate::policy::PolicyPool;
 use crate::spool::{Spool, SpoolWriter};
 
@@ -44,6 +44,7 @@ pub struct Services {
     pub logger: Logger,
     pub policy: PolicyPool,
     pub suspensions: Arc<Mutex<Suspensions>>,
+    pub bounces: Arc<Mutex<Bounces>>,
     pub queues: Addr<QueueManager>,
     pub delivery: Addr<DeliveryManager>,
     pub xfer: Addr<crate::xfer::XferSupervisor>,

@@ -48,8 +48,8 @@ impl Peer {
         }
     }
 
-    /// Load the messages to send. Suspended ones take the suspension path instead (SPEC §2.4:
-    /// ready queues re-check it; an xfer queue can be suspended too).
+    /// Load the messages to send. Bounced or suspended ones take that path instead (SPEC §2.4:
+    /// ready queues re-check; an xfer queue can be suspended or bounced too).
     async fn load(&self, items: Vec<ReadyItem>) -> Vec<(ReadyItem, Message)> {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -61,8 +61,8 @@ impl Peer {
                     continue;
                 }
             };
-            if let Some(reason) = requeue::suspension_of(&self.services, &item.queue) {
-                requeue::suspended(&self.services, msg, &item.queue, &item.config, &reason).await;
+            if let Some(hold) = requeue::hold_of(&self.services, &item.queue) {
+                requeue::apply_hold(&self.services, msg, &item.queue, &item.config, hold).await;
                 continue;
             }
             // SPEC §4.3: the receiver dedupes and loop-guards on these.
