@@ -46,18 +46,15 @@ struct SuspendRequest {
     expires: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A directive's lifetime from `duration` or `expires` (default 5 minutes, SPEC §2.8).
+/// A directive's lifetime from `duration` or `expires` (default 5 minutes, SPEC §2.8); the error
+/// is the 400's message.
 pub(crate) fn directive_duration(
     duration: Option<HumanDuration>,
     expires: Option<chrono::DateTime<chrono::Utc>>,
-) -> Result<Duration, HttpResponse> {
+) -> Result<Duration, &'static str> {
     match (duration, expires) {
-        (Some(_), Some(_)) => {
-            Err(json_error(StatusCode::BAD_REQUEST, "give either duration or expires, not both"))
-        }
-        (_, Some(expires)) => (expires - chrono::Utc::now())
-            .to_std()
-            .map_err(|_| json_error(StatusCode::BAD_REQUEST, "expires is in the past")),
+        (Some(_), Some(_)) => Err("give either duration or expires, not both"),
+        (_, Some(expires)) => (expires - chrono::Utc::now()).to_std().map_err(|_| "expires is in the past"),
         (Some(d), None) => Ok(d.0),
         (None, None) => Ok(DEFAULT_SUSPEND),
     }
@@ -67,7 +64,7 @@ async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) ->
     let body = body.into_inner();
     let duration = match directive_duration(body.duration, body.expires) {
         Ok(d) => d,
-        Err(resp) => return resp,
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
     };
     let criteria = Criteria {
         campaign: body.campaign,

@@ -52,7 +52,7 @@ async fn bounce(state: web::Data<AppState>, body: web::Json<BounceRequest>) -> H
     let body = body.into_inner();
     let duration = match directive_duration(body.duration, body.expires) {
         Ok(d) => d,
-        Err(resp) => return resp,
+        Err(why) => return json_error(StatusCode::BAD_REQUEST, why),
     };
     let criteria = Criteria {
         campaign: body.campaign,
