@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod queue;

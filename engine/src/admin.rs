@@ -123,6 +123,30 @@ pub enum AdminCmd {
         #[arg(long)]
         reason: String,
     },
+    /// Queues and their counts, from the node's metrics, with active suspensions and bounces.
+    QueueSummary {
+        /// Show at most this many scheduled queues.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Largest queues first (default: by name).
+        #[arg(long)]
+        by_volume: bool,
+        /// Only the queues of this domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// JSON for scripts instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A live view of queues, dispatchers, xfer targets, the policy pool and the spool writer.
+    Top {
+        /// Print one frame and exit (no screen control).
+        #[arg(long)]
+        once: bool,
+        /// Scheduled queues to show, largest first.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
     /// Show the messages waiting in a scheduled queue.
     InspectSchedQ {
         queue: String,
@@ -137,7 +161,7 @@ pub enum AdminCmd {
 
 /// Where admin requests go, and with which credentials.
 pub(crate) struct Api {
-    base: String,
+    pub base: String,
     token: Option<String>,
 }
 
@@ -267,6 +291,11 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             call(&api, Method::POST, "/api/admin/rebind/v1", Some(body)).await?;
             eprintln!("NOTE: rebind runs asynchronously");
         }
+        AdminCmd::QueueSummary { limit, by_volume, domain, json } => {
+            let args = crate::observe::SummaryArgs { limit, by_volume, domain, json };
+            crate::observe::queue_summary(&api, args).await?;
+        }
+        AdminCmd::Top { once, limit } => crate::observe::top(&api, once, limit).await?,
         AdminCmd::XferCancel { queue, reason } => {
             let body = json!({"queue_name": queue, "reason": reason});
             call(&api, Method::POST, "/api/admin/xfer/cancel/v1", Some(body)).await?;

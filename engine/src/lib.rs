@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod cli;
 mod node;
+mod observe;
 mod serve;
 mod xfer_wait;
 

@@ -4,6 +4,7 @@
 mod admin;
 mod directives;
 mod errors;
+mod observe;
 mod xfer;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
                 .app_data(errors::query_config());
             admin::routes(cfg);
             directives::routes(cfg);
+            observe::routes(cfg);
             xfer::routes(cfg, limit);
         }
     }

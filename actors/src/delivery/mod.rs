@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::metrics::OwnedGauge;
 use crate::model::MessageId;
 use crate::model::queue_config::{MxListEntry, Protocol, QueueConfig};
 use crate::model::queue_name;
@@ -127,13 +128,8 @@ impl Handler<Enqueue> for DeliveryManager {
                 let worker = workers[self.next_worker % workers.len()].clone();
                 self.next_worker = self.next_worker.wrapping_add(1);
                 let (name, manager) = (site.clone(), ctx.address());
-                let addr = Dispatcher::start_in_arbiter(&worker, move |_| Dispatcher {
-                    site: name,
-                    kind,
-                    services,
-                    ready: VecDeque::new(),
-                    connections: 0,
-                    manager,
+                let addr = Dispatcher::start_in_arbiter(&worker, move |_| {
+                    Dispatcher::new(name, kind, services, manager)
                 });
                 self.sites.insert(site.clone(), addr.clone());
                 addr
@@ -165,6 +161,38 @@ pub struct Dispatcher {
     ready: VecDeque<ReadyItem>,
     connections: usize,
     manager: Addr<DeliveryManager>,
+    /// `ready_count{service}` and `connection_count{service}`.
+    ready_gauge: OwnedGauge,
+    connection_gauge: OwnedGauge,
+}
+
+impl Dispatcher {
+    fn new(site: String, kind: SiteKind, services: Services, manager: Addr<DeliveryManager>) -> Self {
+        let service = service_name(&site);
+        let m = crate::metrics::metrics();
+        Dispatcher {
+            ready_gauge: OwnedGauge::new(&m.ready, &service),
+            connection_gauge: OwnedGauge::new(&m.connections, &service),
+            site,
+            kind,
+            services,
+            ready: VecDeque::new(),
+            connections: 0,
+            manager,
+        }
+    }
+
+    fn publish(&self) {
+        self.ready_gauge.set(self.ready.len());
+        self.connection_gauge.set(self.connections);
+    }
+}
+
+/// The metrics label of a ready queue: `<protocol>:<ready queue name>` (KumoMTA's `service`).
+pub fn service_name(site: &str) -> String {
+    let proto = site.rsplit_once('@').map_or("", |(_, p)| p);
+    let proto = proto.split(':').next().unwrap_or(proto);
+    format!("{proto}:{site}")
 }
 
 impl Actor for Dispatcher {
@@ -217,6 +245,7 @@ impl Dispatcher {
                 me.do_send(ConnectionClosed);
             });
         }
+        self.publish();
     }
 }
 
@@ -231,14 +260,18 @@ impl Handler<Ready> for Dispatcher {
 impl Handler<Next> for Dispatcher {
     type Result = Option<ReadyItem>;
     fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Option<ReadyItem> {
-        self.ready.pop_front()
+        let next = self.ready.pop_front();
+        self.publish();
+        next
     }
 }
 
 impl Handler<DrainAll> for Dispatcher {
     type Result = MessageResult<DrainAll>;
     fn handle(&mut self, _: DrainAll, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.ready.drain(..).collect())
+        let all = self.ready.drain(..).collect();
+        self.publish();
+        MessageResult(all)
     }
 }
 
@@ -246,6 +279,7 @@ impl Handler<ConnectionClosed> for Dispatcher {
     type Result = ();
     fn handle(&mut self, _: ConnectionClosed, ctx: &mut Context<Self>) {
         self.connections = self.connections.saturating_sub(1);
+        self.publish();
         if self.connections == 0 && self.ready.is_empty() {
             self.manager.do_send(SiteIdle(self.site.clone(), ctx.address()));
         }

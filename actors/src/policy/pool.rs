@@ -91,8 +91,14 @@ impl PolicyPool {
         f: impl FnOnce(&PolicyState) -> R + Send + 'static,
     ) -> Result<R, PolicyError> {
         let (tx, rx) = oneshot::channel();
+        let m = crate::metrics::metrics();
+        m.policy_queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let job: Job = Box::new(move |state| {
-            let _ = tx.send(f(state));
+            m.policy_queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let r = f(state);
+            m.policy_handler.observe(started.elapsed());
+            let _ = tx.send(r);
         });
         self.inner.tx.send(job).map_err(|_| PolicyError::Stopped)?;
         rx.await.map_err(|_| PolicyError::Stopped)

@@ -39,6 +39,8 @@ pub struct ScheduledQueue {
     /// Slots already handed to throttled messages; a returning one uses its slot instead of
     /// being throttled again, so a backlog drains at the rate instead of churning.
     rate_reserved: u64,
+    /// `scheduled_count{queue}`.
+    gauge: crate::metrics::OwnedGauge,
 }
 
 #[derive(Message)]
@@ -88,7 +90,9 @@ impl ScheduledQueue {
         services: Services,
         manager: Addr<QueueManager>,
     ) -> Self {
+        let gauge = crate::metrics::OwnedGauge::new(&crate::metrics::metrics().scheduled, &name);
         Self {
+            gauge,
             name,
             config,
             config_fetched: Instant::now(),
@@ -159,6 +163,7 @@ impl ScheduledQueue {
     }
 
     fn touch(&mut self) {
+        self.gauge.set(self.waiting.len());
         self.last_changed = Utc::now();
         self.empty_since = if self.waiting.is_empty() { Some(Instant::now()) } else { None };
     }

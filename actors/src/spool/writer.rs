@@ -136,6 +136,9 @@ fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
         stats.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.largest_batch.fetch_max(batch.len() as u64, Ordering::Relaxed);
         stats.last_commit_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let m = crate::metrics::metrics();
+        m.spool_commit.observe(started.elapsed());
+        m.spool_batch.observe(std::time::Duration::from_micros(batch.len() as u64));
         for (_, reply) in batch.drain(..) {
             let _ = reply.send(result.clone());
         }

@@ -20,6 +20,7 @@ pub(super) struct Peer {
     pub target: String,
     /// The ready queue name, for log records.
     pub site: String,
+    pub stats: std::sync::Arc<crate::metrics::XferTargetStats>,
 }
 
 /// What a batch request taught about the peer.
@@ -154,10 +155,15 @@ impl Peer {
                     r.delivery_protocol = Some("xfer".into());
                     services.logger.log(&r);
                     services.sweeps.transferred(&msg.id);
+                    self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     transferred.push(msg);
                 }
                 Err(text) => {
                     services.sweeps.failed(&msg.id, &text);
+                    self.stats.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if let Ok(mut last) = self.stats.last_error.lock() {
+                        *last = Some(text.clone());
+                    }
                     failures.push((item, msg, text));
                 }
             }

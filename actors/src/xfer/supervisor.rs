@@ -14,8 +14,12 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use super::sender::{Peer, Sent};
 use crate::delivery::ReadyItem;
+use crate::metrics::{OwnedGauge, XferTargetStats};
 use crate::model::queue_config::Protocol;
 use crate::queue::Services;
 
@@ -63,15 +67,7 @@ impl Handler<Transfer> for XferSupervisor {
                 let worker = services.workers[self.next_worker % services.workers.len()].clone();
                 self.next_worker = self.next_worker.wrapping_add(1);
                 let (t, q) = (target.clone(), item.queue.clone());
-                let addr = XferTarget::start_in_arbiter(&worker, move |_| XferTarget {
-                    target: t,
-                    site: format!("unspecified->{q}@xfer"),
-                    services,
-                    ready: VecDeque::new(),
-                    in_flight: 0,
-                    client: None,
-                    form: Form::Unknown,
-                });
+                let addr = XferTarget::start_in_arbiter(&worker, move |_| XferTarget::new(t, &q, services));
                 self.targets.insert(target.clone(), addr.clone());
                 addr
             }
@@ -90,6 +86,9 @@ pub struct XferTarget {
     /// awc clients are tied to their arbiter; made on first use there.
     client: Option<awc::Client>,
     form: Form,
+    ready_gauge: OwnedGauge,
+    connection_gauge: OwnedGauge,
+    stats: Arc<XferTargetStats>,
 }
 
 /// What this target is known to take.
@@ -111,6 +110,42 @@ impl Actor for XferTarget {
 struct Queued(ReadyItem);
 
 impl XferTarget {
+    fn new(target: String, queue: &str, services: Services) -> Self {
+        let site = format!("unspecified->{queue}@xfer");
+        let m = crate::metrics::metrics();
+        let service = crate::delivery::service_name(&site);
+        let stats = Arc::new(XferTargetStats { site: site.clone(), ..Default::default() });
+        if let Ok(mut all) = m.xfer_targets.lock() {
+            all.insert(target.clone(), stats.clone());
+        }
+        XferTarget {
+            ready_gauge: OwnedGauge::new(&m.ready, &service),
+            connection_gauge: OwnedGauge::new(&m.connections, &service),
+            stats,
+            target,
+            site,
+            services,
+            ready: VecDeque::new(),
+            in_flight: 0,
+            client: None,
+            form: Form::Unknown,
+        }
+    }
+
+    fn publish(&self) {
+        self.ready_gauge.set(self.ready.len());
+        self.connection_gauge.set(self.in_flight);
+        self.stats.ready.store(self.ready.len() as i64, Ordering::Relaxed);
+        self.stats.in_flight.store(self.in_flight as i64, Ordering::Relaxed);
+        if let Ok(mut form) = self.stats.form.lock() {
+            *form = match self.form {
+                Form::Unknown => "unknown",
+                Form::Batch => "batch",
+                Form::SinglesUntil(_) => "single",
+            };
+        }
+    }
+
     fn batching(&mut self) -> bool {
         if let Form::SinglesUntil(t) = self.form
             && Instant::now() >= t
@@ -139,6 +174,7 @@ impl XferTarget {
                 client,
                 target: self.target.clone(),
                 site: self.site.clone(),
+                stats: self.stats.clone(),
             };
             let done = |act: &mut Self, ctx: &mut Context<Self>| {
                 act.in_flight -= 1;
@@ -166,6 +202,7 @@ impl XferTarget {
                 ctx.spawn(peer.send_one(item).into_actor(self).map(move |(), act, ctx| done(act, ctx)));
             }
         }
+        self.publish();
     }
 }
 

@@ -1,0 +1,263 @@
+//! Process-wide metrics for `GET /metrics` (Prometheus text format) and the admin views.
+//!
+//! Actors own their numbers and publish them here as atomics: a scheduled queue its waiting
+//! count, a dispatcher its ready count and connections, the spool writer and the policy pool
+//! their latencies, the logger one counter per record type. Reading never sends a message to an
+//! actor, so a scrape costs the actors nothing. Gauge families are ordered maps so a scrape can
+//! walk a million queues in chunks (see [`GaugeFamily::chunk_after`]) instead of building one
+//! huge string under one lock.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use crate::model::RecordType;
+
+/// One labelled gauge per key (a queue name, a ready queue).
+#[derive(Default)]
+pub struct GaugeFamily {
+    map: Mutex<BTreeMap<String, Arc<AtomicI64>>>,
+}
+
+impl GaugeFamily {
+    /// The gauge for `key`, created at 0 if new.
+    pub fn handle(&self, key: &str) -> Arc<AtomicI64> {
+        let mut map = self.map.lock().expect("gauge lock");
+        map.entry(key.to_string()).or_default().clone()
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.map.lock().expect("gauge lock").remove(key);
+    }
+
+    /// Up to `n` (key, value) pairs after `after` (from the start if None), in key order.
+    pub fn chunk_after(&self, after: Option<&str>, n: usize) -> Vec<(String, i64)> {
+        let map = self.map.lock().expect("gauge lock");
+        let range = match after {
+            Some(k) => map.range::<str, _>((Bound::Excluded(k), Bound::Unbounded)),
+            None => map.range::<str, _>(..),
+        };
+        range.take(n).map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed))).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().expect("gauge lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &str) -> Option<i64> {
+        self.map.lock().expect("gauge lock").get(key).map(|g| g.load(Ordering::Relaxed))
+    }
+}
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+pub const BUCKETS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A latency histogram with fixed buckets.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+    max_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = d.as_micros().min(u64::MAX as u128) as u64;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.max_micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                cumulative += n.load(Ordering::Relaxed);
+                (*le, cumulative)
+            })
+            .collect();
+        HistogramSnapshot {
+            buckets,
+            count: self.count.load(Ordering::Relaxed),
+            sum: Duration::from_micros(self.sum_micros.load(Ordering::Relaxed)),
+            max: Duration::from_micros(self.max_micros.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// (upper bound, cumulative count).
+    pub buckets: Vec<(f64, u64)>,
+    pub count: u64,
+    pub sum: Duration,
+    pub max: Duration,
+}
+
+impl HistogramSnapshot {
+    pub fn mean(&self) -> Duration {
+        if self.count == 0 { Duration::ZERO } else { self.sum / self.count as u32 }
+    }
+}
+
+/// Everything the node publishes.
+#[derive(Default)]
+pub struct Metrics {
+    /// `scheduled_count{queue}`: messages waiting in each scheduled queue.
+    pub scheduled: GaugeFamily,
+    /// `ready_count{service}`: messages in each ready queue (`smtp_client:<site>`, `xfer:<site>`, …).
+    pub ready: GaugeFamily,
+    /// `connection_count{service}`: open connections (or requests in flight) per ready queue.
+    pub connections: GaugeFamily,
+    /// Records logged, by type.
+    records: [AtomicU64; RECORD_TYPES.len()],
+    pub spool_commit: Histogram,
+    /// Messages per spool commit.
+    pub spool_batch: Histogram,
+    pub policy_handler: Histogram,
+    /// Policy calls waiting for a Lua state.
+    pub policy_queued: AtomicI64,
+    /// One entry per xfer target actor, by target URL.
+    pub xfer_targets: Mutex<BTreeMap<String, Arc<XferTargetStats>>>,
+}
+
+/// What an xfer target actor publishes about its peer.
+#[derive(Debug, Default)]
+pub struct XferTargetStats {
+    pub site: String,
+    pub ready: AtomicI64,
+    pub in_flight: AtomicI64,
+    /// Messages the peer accepted.
+    pub sent: AtomicU64,
+    /// Failed attempts (each a TransientFailure).
+    pub failed: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    /// `unknown`, `batch` or `single`.
+    pub form: Mutex<&'static str>,
+}
+
+/// Record types counted, with the counter each feeds.
+pub const RECORD_TYPES: [(RecordType, &str, &str); 9] = [
+    (RecordType::Reception, "total_messages_received", "Messages accepted over SMTP"),
+    (RecordType::Delivery, "total_messages_delivered", "Messages delivered"),
+    (RecordType::TransientFailure, "total_messages_transfail", "Transient delivery failures"),
+    (RecordType::Bounce, "total_messages_bounced", "Permanent failures and policy bounces"),
+    (RecordType::Expiration, "total_messages_expired", "Messages expired"),
+    (RecordType::AdminBounce, "total_messages_admin_bounced", "Messages bounced by an administrator"),
+    (RecordType::AdminRebind, "total_messages_rebound", "Messages rebound to another queue"),
+    (RecordType::XferIn, "total_messages_xfer_in", "Messages received from another node"),
+    (RecordType::XferOut, "total_messages_xfer_out", "Messages transferred to another node"),
+];
+
+impl Metrics {
+    pub fn record_logged(&self, kind: RecordType) {
+        if let Some(i) = RECORD_TYPES.iter().position(|(k, _, _)| *k == kind) {
+            self.records[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (counter name, help, value) for each record type.
+    pub fn totals(&self) -> Vec<(&'static str, &'static str, u64)> {
+        RECORD_TYPES
+            .iter()
+            .zip(&self.records)
+            .map(|((_, name, help), n)| (*name, *help, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    pub fn total(&self, name: &str) -> u64 {
+        self.totals().into_iter().find(|(n, _, _)| *n == name).map_or(0, |(_, _, v)| v)
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
+
+/// The node's metrics (one node per process).
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// A gauge an actor owns: set as the actor's number changes, removed when the actor stops.
+pub struct OwnedGauge {
+    family: &'static GaugeFamily,
+    key: String,
+    gauge: Arc<AtomicI64>,
+}
+
+impl OwnedGauge {
+    /// Takes over `key` (a predecessor still stopping keeps its own, now unlisted, gauge).
+    pub fn new(family: &'static GaugeFamily, key: &str) -> Self {
+        let gauge = Arc::new(AtomicI64::new(0));
+        family.map.lock().expect("gauge lock").insert(key.to_string(), gauge.clone());
+        Self { family, key: key.to_string(), gauge }
+    }
+
+    pub fn set(&self, v: usize) {
+        self.gauge.store(v as i64, Ordering::Relaxed);
+    }
+}
+
+impl Drop for OwnedGauge {
+    fn drop(&mut self) {
+        // A successor actor may already own the key (a re-created queue): only remove our own.
+        let mut map = self.family.map.lock().expect("gauge lock");
+        if map.get(&self.key).is_some_and(|g| Arc::ptr_eq(g, &self.gauge)) {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauge_families_walk_in_chunks_and_owners_clean_up() {
+        static FAMILY: LazyLock<GaugeFamily> = LazyLock::new(GaugeFamily::default);
+        let gauges: Vec<OwnedGauge> = (0..5).map(|i| OwnedGauge::new(&FAMILY, &format!("q{i}"))).collect();
+        gauges[3].set(7);
+        let first = FAMILY.chunk_after(None, 2);
+        assert_eq!(first, vec![("q0".into(), 0), ("q1".into(), 0)]);
+        let rest = FAMILY.chunk_after(Some("q1"), 10);
+        assert_eq!(rest.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["q2", "q3", "q4"]);
+        assert_eq!(rest[1].1, 7);
+        // A re-created queue's gauge survives its predecessor's drop.
+        let mut gauges = gauges;
+        let old = gauges.remove(0);
+        let successor = OwnedGauge::new(&FAMILY, "q0");
+        drop(old);
+        successor.set(2);
+        assert_eq!(FAMILY.get("q0"), Some(2));
+        drop(gauges);
+        drop(successor);
+        assert!(FAMILY.is_empty());
+    }
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.buckets[0], (0.0005, 1));
+        assert_eq!(s.buckets[3], (0.005, 2));
+        assert_eq!(s.buckets.last().unwrap().1, 2, "60 s is beyond the last bucket (only +Inf has it)");
+        assert_eq!(s.max, Duration::from_secs(60));
+    }
+}
