@@ -133,7 +133,12 @@ pub struct Metrics {
     pub policy_queued: AtomicI64,
     /// One entry per xfer target actor, by target URL.
     pub xfer_targets: Mutex<BTreeMap<String, Arc<XferTargetStats>>>,
+    /// The latest log records (JSON lines), newest last, for the dashboard.
+    recent: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// Log records kept for [`Metrics::recent_records`].
+pub const RECENT_RECORDS: usize = 200;
 
 /// What an xfer target actor publishes about its peer.
 #[derive(Debug, Default)]
@@ -177,6 +182,22 @@ impl Metrics {
             .zip(&self.records)
             .map(|((_, name, help), n)| (*name, *help, n.load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Keep a logged record's JSON line among the latest ones.
+    pub fn record_line(&self, line: &str) {
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_RECORDS {
+                recent.pop_front();
+            }
+            recent.push_back(line.to_string());
+        }
+    }
+
+    /// Up to `n` of the latest records, oldest first.
+    pub fn recent_records(&self, n: usize) -> Vec<String> {
+        let recent = self.recent.lock().map(|r| r.clone()).unwrap_or_default();
+        recent.into_iter().rev().take(n).collect::<Vec<_>>().into_iter().rev().collect()
     }
 
     pub fn total(&self, name: &str) -> u64 {

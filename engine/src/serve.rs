@@ -183,9 +183,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
         xfer_body_limit: config.xfer.max_body_size.0 as usize,
     };
     let http = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::from_fn(ferry_web::trusted_only))
-            .configure(ferry_web::routes(Some(state.clone())))
+        ferry_web::build(
+            App::new().wrap(actix_web::middleware::from_fn(ferry_web::trusted_only)),
+            Some(state.clone()),
+        )
     })
     .workers(2)
     .disable_signals()

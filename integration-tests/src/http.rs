@@ -9,7 +9,7 @@ pub fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8])
     request(addr, "POST", path, headers, body)
 }
 
-fn request(
+pub fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -1,6 +1,7 @@
 //! Test harness: real `ferry` processes on 127.0.0.1 with ephemeral ports, talked to over real SMTP
 //! and HTTP, observed through their log records (`ferry logs`) and spool (`ferry spool list`).
 
+pub mod browser;
 pub mod dns;
 pub mod http;
 pub mod node;

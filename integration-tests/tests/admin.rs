@@ -177,3 +177,64 @@ fn bounce_drains_matching_queues_and_catches_arrivals_until_cancelled() {
     let after = send(&node, "after@example.com");
     node.wait_sequence(&after, &["Reception", "TransientFailure"]);
 }
+
+/// Bodies exactly as KumoMTA's `kcli` serialises them (its optional fields omitted, durations
+/// as strings, rebind data as a string map) are accepted with KumoMTA's response shapes.
+#[test]
+fn kcli_shaped_requests_get_kcli_shaped_answers() {
+    use ferry_integration_tests::http::{get, post, request};
+    let sink = SmtpSink::start();
+    let node = source(&sink, "");
+    let json = [("Content-Type", "application/json")];
+    let call = |method: &str, path: &str, body: &str| -> (u16, Value) {
+        let (status, text) = match method {
+            "POST" => post(node.http, path, &json, body.as_bytes()),
+            "GET" => get(node.http, path, &[]),
+            m => request(node.http, m, path, &json, body.as_bytes()),
+        };
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    };
+    let (s, r) = call(
+        "POST",
+        "/api/admin/suspend/v1",
+        r#"{"campaign":null,"tenant":null,"domain":"example.com","reason":"kcli","duration":"10m"}"#,
+    );
+    assert_eq!(s, 200, "{r}");
+    let sid = r["id"].as_str().unwrap().to_string();
+    let (s, r) = call("GET", "/api/admin/suspend/v1", "");
+    assert_eq!((s, r[0]["id"].as_str(), r[0]["reason"].as_str()), (200, Some(sid.as_str()), Some("kcli")));
+    assert!(r[0]["duration"].as_str().unwrap().starts_with('9'), "remaining time as a duration string: {r}");
+    let (s, r) = call("DELETE", "/api/admin/suspend/v1", &format!(r#"{{"id":"{sid}"}}"#));
+    assert_eq!((s, r), (200, Value::String(format!("removed {sid}"))));
+
+    let (s, r) = call(
+        "POST",
+        "/api/admin/bounce/v1",
+        r#"{"campaign":null,"tenant":null,"domain":"nowhere.example","routing_domain":null,"reason":"kcli","suppress_logging":false}"#,
+    );
+    assert_eq!(s, 200, "{r}");
+    assert_eq!((r["bounced"].clone(), r["total_bounced"].clone()), (serde_json::json!({}), Value::from(0)));
+    let bid = r["id"].as_str().unwrap().to_string();
+    let (_, r) = call("GET", "/api/admin/bounce/v1", "");
+    assert_eq!((r[0]["id"].as_str(), r[0]["total_bounced"].as_u64()), (Some(bid.as_str()), Some(0)));
+    let (s, _) = call("DELETE", "/api/admin/bounce/v1", &format!(r#"{{"id":"{bid}"}}"#));
+    assert_eq!(s, 200);
+
+    let (s, r) = call(
+        "POST",
+        "/api/admin/rebind/v1",
+        r#"{"campaign":null,"tenant":null,"domain":"nowhere.example","routing_domain":null,"reason":"kcli","suppress_logging":false,"data":{"queue":"x.example"},"trigger_rebind_event":false,"always_flush":false}"#,
+    );
+    assert_eq!((s, r), (200, serde_json::json!({})));
+    let (s, r) = call(
+        "POST",
+        "/api/admin/xfer/v1",
+        r#"{"campaign":null,"tenant":null,"domain":"nowhere.example","routing_domain":null,"reason":"kcli","target":"http://127.0.0.1:1/"}"#,
+    );
+    assert_eq!((s, r), (200, serde_json::json!({})));
+    let (s, r) = call("GET", "/api/admin/inspect-sched-q/v1?queue_name=nowhere.example&limit=5", "");
+    assert_eq!(s, 404, "{r}");
+    let (s, r) = call("POST", "/api/admin/bounce/v1", r#"{"domain":"x","reason":"r","unexpected":1}"#);
+    assert_eq!(s, 400);
+    assert!(r["error"].as_str().unwrap().contains("unexpected"), "the field is named: {r}");
+}

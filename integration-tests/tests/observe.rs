@@ -136,3 +136,52 @@ fn queue_summary_and_top_render_for_people_and_scripts() {
     assert!(frame.contains("XFER TARGET") && frame.contains("DISPATCHER"), "{frame}");
     assert!(!frame.contains('\x1b'), "--once draws no screen control");
 }
+
+/// The OpenAPI description is built from the registered handlers: every SPEC endpoint is in it,
+/// and every path in it answers (a bad or empty request gets 400, never 404 or 405).
+#[test]
+fn openapi_describes_every_endpoint_and_each_described_endpoint_exists() {
+    let sink = SmtpSink::start();
+    let node = node(&sink);
+    let (status, _, body) = get_with_head(node.http, "/api-docs/openapi.json");
+    assert_eq!(status, 200);
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/check-liveness/v1", "get"),
+        ("/api/admin/suspend/v1", "post"),
+        ("/api/admin/suspend/v1", "get"),
+        ("/api/admin/suspend/v1", "delete"),
+        ("/api/admin/inspect-sched-q/v1", "get"),
+        ("/api/admin/xfer/v1", "post"),
+        ("/api/admin/xfer/cancel/v1", "post"),
+        ("/api/admin/xfer/status/v1", "get"),
+        ("/api/admin/bounce/v1", "post"),
+        ("/api/admin/bounce/v1", "get"),
+        ("/api/admin/bounce/v1", "delete"),
+        ("/api/admin/rebind/v1", "post"),
+        ("/api/admin/actors/v1", "get"),
+        ("/metrics", "get"),
+        ("/api/xfer/inject/v1", "post"),
+        ("/api/xfer/inject-batch/v1", "post"),
+    ];
+    for (path, method) in expected {
+        assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");
+    }
+    let rebind = &doc["components"]["schemas"]["RebindRequest"]["properties"];
+    assert!(rebind["trigger_rebind_event"].is_object(), "request bodies are described: {rebind}");
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let (status, text) = match method.as_str() {
+                "get" => ferry_integration_tests::http::get(node.http, path, &[]),
+                m => {
+                    ferry_integration_tests::http::request(node.http, &m.to_ascii_uppercase(), path, &[], b"")
+                }
+            };
+            assert!(
+                status != 404 && status != 405,
+                "{method} {path} is described but answers {status}: {text}"
+            );
+        }
+    }
+}

@@ -3,32 +3,31 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use ferry_actors::model::admin::Criteria;
 use ferry_actors::queue::{CancelSuspension, InspectQueue, ListSuspensions, Suspend};
 use ferry_config::{HumanDuration, format_duration};
 use serde::Deserialize;
 
+use utoipa_actix_web::service_config::ServiceConfig;
+
 use crate::AppState;
 use crate::errors::json_error;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/admin/suspend/v1")
-            .route(web::post().to(suspend))
-            .route(web::get().to(suspend_list))
-            .route(web::delete().to(suspend_cancel)),
-    )
-    .route("/api/admin/inspect-sched-q/v1", web::get().to(inspect))
-    .route("/api/admin/xfer/v1", web::post().to(xfer))
-    .route("/api/admin/xfer/cancel/v1", web::post().to(xfer_cancel))
-    .route("/api/admin/xfer/status/v1", web::get().to(xfer_status));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(suspend)
+        .service(suspend_list)
+        .service(suspend_cancel)
+        .service(inspect)
+        .service(xfer)
+        .service(xfer_cancel)
+        .service(xfer_status);
 }
 
 /// Default duration of a suspension or bounce (SPEC §2.8).
 const DEFAULT_SUSPEND: Duration = Duration::from_secs(300);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SuspendRequest {
     #[serde(default)]
@@ -41,6 +40,7 @@ struct SuspendRequest {
     queue_names: Vec<String>,
     reason: String,
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "5m")]
     duration: Option<HumanDuration>,
     #[serde(default)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
@@ -60,6 +60,8 @@ pub(crate) fn directive_duration(
     }
 }
 
+#[utoipa::path(tag = "admin", request_body = SuspendRequest, responses((status = 200, description = "`{\"id\"}` of the new suspension", body = serde_json::Value), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[post("/api/admin/suspend/v1")]
 async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) -> HttpResponse {
     let body = body.into_inner();
     let duration = match directive_duration(body.duration, body.expires) {
@@ -79,6 +81,8 @@ async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) ->
     }
 }
 
+#[utoipa::path(tag = "admin", responses((status = 200, description = "Live suspensions", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/suspend/v1")]
 async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
     match state.queues.send(ListSuspensions).await {
         Ok(list) => {
@@ -103,12 +107,14 @@ async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IdRequest {
     pub id: uuid::Uuid,
 }
 
+#[utoipa::path(tag = "admin", request_body = IdRequest, responses((status = 200, description = "`removed <id>`", body = String, content_type = "text/plain"), (status = 404, description = "No such suspension", body = crate::errors::ErrorBody), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[delete("/api/admin/suspend/v1")]
 async fn suspend_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) -> HttpResponse {
     match state.queues.send(CancelSuspension(body.id)).await {
         Ok(true) => HttpResponse::Ok().content_type("text/plain").body(format!("removed {}", body.id)),
@@ -117,7 +123,7 @@ async fn suspend_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) 
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct XferRequest {
     #[serde(default)]
@@ -139,6 +145,8 @@ struct XferRequest {
 }
 
 /// SPEC §4.5: validate, answer `{}` at once; the move runs in the background.
+#[utoipa::path(tag = "xfer", request_body = XferRequest, responses((status = 200, description = "`{}`: the sweep runs in the background", body = serde_json::Value), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[post("/api/admin/xfer/v1")]
 async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpResponse {
     let body = body.into_inner();
     let xfer_queue = match ferry_actors::model::xfer::queue_for_target(&body.target) {
@@ -168,7 +176,7 @@ async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpR
     HttpResponse::Ok().json(serde_json::json!({}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelRequest {
     queue_name: String,
@@ -176,6 +184,8 @@ struct CancelRequest {
 }
 
 /// SPEC §4.6.
+#[utoipa::path(tag = "xfer", request_body = CancelRequest, responses((status = 200, description = "`{}`: the cancel runs in the background", body = serde_json::Value), (status = 400, description = "Not an xfer queue, or bad JSON", body = crate::errors::ErrorBody), (status = 404, description = "No such xfer queue", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[post("/api/admin/xfer/cancel/v1")]
 async fn xfer_cancel(state: web::Data<AppState>, body: web::Json<CancelRequest>) -> HttpResponse {
     let CancelRequest { queue_name, reason } = body.into_inner();
     match state.queues.send(ferry_actors::xfer::admin::CancelXfer { queue_name, reason }).await {
@@ -187,7 +197,7 @@ async fn xfer_cancel(state: web::Data<AppState>, body: web::Json<CancelRequest>)
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct StatusQuery {
     #[serde(default)]
@@ -195,6 +205,8 @@ struct StatusQuery {
 }
 
 /// Ferry extension: progress of admin xfer sweeps (one with `?id=`, else all this node knows).
+#[utoipa::path(tag = "xfer", params(StatusQuery), responses((status = 200, description = "One sweep, or all this node remembers", body = serde_json::Value), (status = 404, description = "No such sweep", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/xfer/status/v1")]
 async fn xfer_status(state: web::Data<AppState>, q: web::Query<StatusQuery>) -> HttpResponse {
     match q.id {
         None => HttpResponse::Ok().json(state.services.sweeps.list()),
@@ -210,7 +222,7 @@ async fn xfer_status(state: web::Data<AppState>, q: web::Query<StatusQuery>) -> 
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 struct InspectQuery {
     queue_name: String,
     #[serde(default)]
@@ -222,6 +234,8 @@ struct InspectQuery {
     no_limit: bool,
 }
 
+#[utoipa::path(tag = "admin", params(InspectQuery), responses((status = 200, description = "The queue and its waiting messages (SPEC §5)", body = serde_json::Value), (status = 404, description = "No such scheduled queue", body = crate::errors::ErrorBody), (status = 400, description = "Bad query", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/inspect-sched-q/v1")]
 async fn inspect(state: web::Data<AppState>, q: web::Query<InspectQuery>) -> HttpResponse {
     let q = q.into_inner();
     let limit = if q.no_limit { None } else { Some(q.limit.unwrap_or(5)) };

@@ -3,28 +3,24 @@
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, delete, get, post, web};
 use ferry_actors::model::admin::Criteria;
 use ferry_actors::queue::{BounceQueues, CancelBounce, ListBounces, RebindQueues};
 use ferry_config::{HumanDuration, format_duration};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use utoipa_actix_web::service_config::ServiceConfig;
+
 use crate::AppState;
 use crate::admin::{IdRequest, directive_duration};
 use crate::errors::json_error;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/api/admin/bounce/v1")
-            .route(web::post().to(bounce))
-            .route(web::get().to(bounce_list))
-            .route(web::delete().to(bounce_cancel)),
-    )
-    .route("/api/admin/rebind/v1", web::post().to(rebind));
+pub fn routes(cfg: &mut ServiceConfig) {
+    cfg.service(bounce).service(bounce_list).service(bounce_cancel).service(rebind);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BounceRequest {
     #[serde(default)]
@@ -39,6 +35,7 @@ struct BounceRequest {
     queue_names: Vec<String>,
     reason: String,
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "5m")]
     duration: Option<HumanDuration>,
     #[serde(default)]
     expires: Option<chrono::DateTime<chrono::Utc>>,
@@ -48,6 +45,8 @@ struct BounceRequest {
 
 /// Start a bounce: `{"id","bounced":{},"total_bounced":0}` at once; the drain runs in the
 /// background and its counts show in the list.
+#[utoipa::path(tag = "admin", request_body = BounceRequest, responses((status = 200, description = "`{\"id\",\"bounced\":{},\"total_bounced\":0}`", body = serde_json::Value), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[post("/api/admin/bounce/v1")]
 async fn bounce(state: web::Data<AppState>, body: web::Json<BounceRequest>) -> HttpResponse {
     let body = body.into_inner();
     let duration = match directive_duration(body.duration, body.expires) {
@@ -69,6 +68,8 @@ async fn bounce(state: web::Data<AppState>, body: web::Json<BounceRequest>) -> H
     }
 }
 
+#[utoipa::path(tag = "admin", responses((status = 200, description = "Live bounces with their counts", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/bounce/v1")]
 async fn bounce_list(state: web::Data<AppState>) -> HttpResponse {
     match state.queues.send(ListBounces).await {
         Ok(list) => {
@@ -90,6 +91,8 @@ async fn bounce_list(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(tag = "admin", request_body = crate::admin::IdRequest, responses((status = 200, description = "`removed <id>`", body = String, content_type = "text/plain"), (status = 404, description = "No such bounce", body = crate::errors::ErrorBody), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[delete("/api/admin/bounce/v1")]
 async fn bounce_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) -> HttpResponse {
     match state.queues.send(CancelBounce(body.id)).await {
         Ok(true) => HttpResponse::Ok().content_type("text/plain").body(format!("removed {}", body.id)),
@@ -98,7 +101,7 @@ async fn bounce_cancel(state: web::Data<AppState>, body: web::Json<IdRequest>) -
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RebindRequest {
     #[serde(default)]
@@ -111,6 +114,7 @@ struct RebindRequest {
     routing_domain: Option<String>,
     reason: String,
     #[serde(default)]
+    #[schema(value_type = Object, example = json!({"queue": "rebound.com"}))]
     data: Map<String, Value>,
     #[serde(default)]
     suppress_logging: bool,
@@ -121,6 +125,8 @@ struct RebindRequest {
 }
 
 /// SPEC §5: `{}` at once; the rebind runs in the background.
+#[utoipa::path(tag = "admin", request_body = RebindRequest, responses((status = 200, description = "`{}`: the rebind runs in the background", body = serde_json::Value), (status = 400, description = "Bad JSON: the error names the field", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[post("/api/admin/rebind/v1")]
 async fn rebind(state: web::Data<AppState>, body: web::Json<RebindRequest>) -> HttpResponse {
     let b = body.into_inner();
     if b.data.is_empty() && !b.trigger_rebind_event && !b.always_flush {

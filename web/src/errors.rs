@@ -22,6 +22,12 @@ pub fn query_config() -> web::QueryConfig {
         .error_handler(|err: QueryPayloadError, _| bad_request(format!("invalid query: {err}")))
 }
 
+/// Every error answer: `{"error": "<what was wrong>"}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
 pub fn json_error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(serde_json::json!({"error": message.into()}))
 }

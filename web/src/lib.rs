@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::{HttpMessage, HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, get, web};
 use ferry_actors::queue::{QueueManager, Services};
 use ferry_config::Cidr;
 
@@ -32,21 +32,64 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct Authorized(pub &'static str);
 
-/// Register every route. `state` is None only in tests of the state-free routes.
-pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |cfg: &mut web::ServiceConfig| {
-        cfg.route("/api/check-liveness/v1", web::get().to(check_liveness));
+/// Register every route, documenting each in the OpenAPI description as it is registered.
+/// `state` is None only in tests of the state-free routes.
+pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::service_config::ServiceConfig) {
+    move |cfg| {
+        cfg.service(check_liveness);
         if let Some(state) = state {
-            let limit = state.xfer_body_limit;
+            // Bounds the xfer bodies on the wire (JSON bodies have their own 1 MiB limit).
+            let wire = web::PayloadConfig::new(state.xfer_body_limit + 1);
             cfg.app_data(web::Data::new(state))
                 .app_data(errors::json_config())
-                .app_data(errors::query_config());
+                .app_data(errors::query_config())
+                .app_data(wire);
             admin::routes(cfg);
             directives::routes(cfg);
             observe::routes(cfg);
-            xfer::routes(cfg, limit);
+            xfer::routes(cfg);
         }
     }
+}
+
+/// The whole HTTP surface on `app`, plus `GET /api-docs/openapi.json` describing it.
+pub fn build<T>(app: actix_web::App<T>, state: Option<AppState>) -> actix_web::App<T>
+where
+    T: actix_web::dev::ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Error = actix_web::Error,
+            InitError = (),
+        >,
+{
+    use utoipa_actix_web::AppExt;
+    app.into_utoipa_app()
+        .openapi(api_info())
+        .configure(routes(state))
+        .openapi_service(|api| {
+            let json = api.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+            web::resource("/api-docs/openapi.json").route(web::get().to(move || {
+                let json = json.clone();
+                async move { HttpResponse::Ok().content_type("application/json").body(json) }
+            }))
+        })
+        .into_app()
+}
+
+fn api_info() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{InfoBuilder, OpenApiBuilder};
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Ferry admin and xfer API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "KumoMTA-compatible admin endpoints (SPEC §5), xfer inject (SPEC §4.3 and docs/xfer-protocol.md) and observation. \
+                     Every endpoint but liveness answers only http.trusted_hosts or an `Authorization: Bearer` token.",
+                ))
+                .build(),
+        )
+        .build()
 }
 
 /// Admin and xfer routes answer only peers in `trusted_hosts` (default loopback) or requests
@@ -99,7 +142,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// 200 while the node runs; load balancers and tests poll it.
+/// 200 while the node runs; load balancers and tests poll it. Open to every address.
+#[utoipa::path(tag = "observe", responses((status = 200, description = "`OK`", body = String, content_type = "text/plain")))]
+#[get("/api/check-liveness/v1")]
 async fn check_liveness() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK")
 }
@@ -110,7 +155,7 @@ mod tests {
 
     #[actix_web::test]
     async fn liveness_answers_ok() {
-        let app = test::init_service(App::new().configure(super::routes(None))).await;
+        let app = test::init_service(super::build(App::new(), None)).await;
         let resp =
             test::call_service(&app, test::TestRequest::get().uri("/api/check-liveness/v1").to_request())
                 .await;
@@ -126,5 +171,22 @@ mod token_tests {
         assert!(super::constant_time_eq(b"0123456789abcdef", b"0123456789abcdef"));
         assert!(!super::constant_time_eq(b"0123456789abcdef", b"0123456789abcdeF"));
         assert!(!super::constant_time_eq(b"0123456789abcdef", b"0123456789abcde"));
+    }
+}
+
+#[cfg(test)]
+mod openapi_tests {
+    use actix_web::{App, test};
+
+    #[actix_web::test]
+    async fn the_description_is_served_and_lists_what_is_registered() {
+        let app = test::init_service(super::build(App::new(), None)).await;
+        let req = test::TestRequest::get().uri("/api-docs/openapi.json").to_request();
+        let doc: serde_json::Value = test::call_and_read_body_json(&app, req).await;
+        assert_eq!(doc["info"]["title"], "Ferry admin and xfer API");
+        // Without state only liveness is registered, and only it is described.
+        let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+        assert_eq!(paths, ["/api/check-liveness/v1"]);
+        assert!(doc["paths"]["/api/check-liveness/v1"]["get"].is_object());
     }
 }

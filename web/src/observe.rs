@@ -8,7 +8,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, get, web};
 use ferry_actors::metrics::{GaugeFamily, HistogramSnapshot, Metrics, metrics};
 use ferry_actors::queue::InspectQueue;
 use serde::Deserialize;
@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(prometheus)).route("/api/admin/actors/v1", web::get().to(actors));
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(prometheus).service(actors).service(records).service(dashboard);
 }
 
 /// Lines per streamed chunk.
@@ -84,6 +84,8 @@ enum Cursor {
     Done,
 }
 
+#[utoipa::path(tag = "observe", responses((status = 200, description = "Prometheus text format, streamed", body = String, content_type = "text/plain"), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/metrics")]
 async fn prometheus() -> HttpResponse {
     let m = metrics();
     let body = futures_util::stream::unfold(Cursor::Head, move |cursor| async move {
@@ -114,7 +116,7 @@ async fn prometheus() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").streaming(body)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 struct ActorsQuery {
     /// Scheduled queues to describe, largest first (default 100).
@@ -148,6 +150,8 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+#[utoipa::path(tag = "observe", params(ActorsQuery), responses((status = 200, description = "Every kind of live actor and its state", body = serde_json::Value), (status = 400, description = "Bad query", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/actors/v1")]
 async fn actors(state: web::Data<AppState>, q: web::Query<ActorsQuery>) -> HttpResponse {
     let m = metrics();
     let limit = q.limit.unwrap_or(100);
@@ -207,6 +211,30 @@ async fn actors(state: web::Data<AppState>, q: web::Query<ActorsQuery>) -> HttpR
         },
         "totals": m.totals().into_iter().map(|(name, _, v)| (name.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
     }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct RecordsQuery {
+    /// How many of the latest records (default 50, at most 200).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The latest log records this node wrote, oldest first (the same JSON as the log files).
+#[utoipa::path(tag = "observe", params(RecordsQuery), responses((status = 200, description = "Records, oldest first", body = serde_json::Value), (status = 400, description = "Bad query", body = crate::errors::ErrorBody)))]
+#[get("/api/admin/records/v1")]
+async fn records(q: web::Query<RecordsQuery>) -> HttpResponse {
+    let lines = metrics().recent_records(q.limit.unwrap_or(50));
+    let body = format!("[{}]", lines.join(","));
+    HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+/// The live dashboard: one page, no build step; it polls the actors and records endpoints.
+#[utoipa::path(tag = "observe", responses((status = 200, description = "The dashboard page", body = String, content_type = "text/html")))]
+#[get("/")]
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("dashboard/index.html"))
 }
 
 #[cfg(test)]

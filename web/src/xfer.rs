@@ -2,7 +2,7 @@
 //! (docs/xfer-protocol.md): translate the request for `xfer::inject` and its answer back to HTTP.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, post, web};
 use ferry_actors::xfer::codec::BATCH_CONTENT_TYPE;
 use ferry_actors::xfer::inject::{InjectRequest, Refused, inject, inject_batch};
 use serde_json::json;
@@ -10,13 +10,10 @@ use serde_json::json;
 use crate::errors::json_error;
 use crate::{AppState, Authorized};
 
-pub fn routes(cfg: &mut web::ServiceConfig, body_limit: usize) {
-    // The limit that matters is applied after decompression; this one bounds the wire.
-    let wire = web::PayloadConfig::new(body_limit + 1);
-    cfg.service(web::resource("/api/xfer/inject/v1").app_data(wire.clone()).route(web::post().to(inject_v1)))
-        .service(
-            web::resource("/api/xfer/inject-batch/v1").app_data(wire).route(web::post().to(inject_batch_v1)),
-        );
+/// The wire limit is an app-wide `PayloadConfig` (see `crate::routes`); the limit that matters is
+/// applied after decompression.
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(inject_v1).service(inject_batch_v1);
 }
 
 fn request(
@@ -48,6 +45,8 @@ fn refusal(r: Refused) -> HttpResponse {
     json_error(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), r.message)
 }
 
+#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "gzip: JSON line, newline, raw message (SPEC §4.3)"), responses((status = 200, description = "`{\"id\"}`: stored with fsync, or already here", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type")))]
+#[post("/api/xfer/inject/v1")]
 async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let request = match request(&state, &req, body, "application/octet-stream") {
         Ok(r) => r,
@@ -61,6 +60,8 @@ async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 
 /// `200 {"results":[{"id":…} | {"status":…,"error":…}, …]}`, one entry per message in order;
 /// a request whose framing is bad is refused whole, with nothing stored.
+#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/x-ferry-xfer-batch", description = "gzip: items of JSON line with size, newline, raw bytes (docs/xfer-protocol.md)"), responses((status = 200, description = "`{\"results\":[…]}`, one per message in order", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type")))]
+#[post("/api/xfer/inject-batch/v1")]
 async fn inject_batch_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let request = match request(&state, &req, body, BATCH_CONTENT_TYPE) {
         Ok(r) => r,

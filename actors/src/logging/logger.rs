@@ -140,9 +140,13 @@ impl Logger {
     }
 
     pub fn log(&self, record: &LogRecord) {
-        crate::metrics::metrics().record_logged(record.kind);
+        let m = crate::metrics::metrics();
+        m.record_logged(record.kind);
         match serde_json::to_string(record) {
-            Ok(line) => self.inner.writer.write_line(line),
+            Ok(line) => {
+                m.record_line(&line);
+                self.inner.writer.write_line(line)
+            }
             Err(e) => tracing::error!(id = %record.id, error = %e, "cannot serialise log record"),
         }
     }
