@@ -14,6 +14,9 @@ pub struct Endpoint {
     /// Bearer token (the node's `http.bearer_token`), for nodes that do not trust this address.
     #[arg(long, env = "FERRY_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// Print the node's JSON answers (for scripts) instead of tables and sentences.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
 /// Queue selection shared by suspend, bounce, xfer and rebind.
@@ -134,9 +137,6 @@ pub enum AdminCmd {
         /// Only the queues of this domain.
         #[arg(long)]
         domain: Option<String>,
-        /// JSON for scripts instead of tables.
-        #[arg(long)]
-        json: bool,
     },
     /// A live view of queues, dispatchers, xfer targets, the policy pool and the spool writer.
     Top {
@@ -163,6 +163,7 @@ pub enum AdminCmd {
 pub(crate) struct Api {
     pub base: String,
     token: Option<String>,
+    pub json: bool,
 }
 
 /// Send a request; non-2xx is an error carrying the body.
@@ -192,6 +193,62 @@ pub(crate) async fn call(
     Ok((status.as_u16(), text))
 }
 
+/// Print a JSON answer: as it is with `--json`, else as `human` renders it.
+fn say(api: &Api, text: &str, human: impl FnOnce(&Value) -> String) {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if !api.json => println!("{}", human(&v)),
+        _ => println!("{}", pretty(text)),
+    }
+}
+
+/// suspend-list / bounce-list as a table.
+fn directive_table(list: &Value, bounces: bool) -> String {
+    let items = list.as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        return format!("no active {}", if bounces { "bounces" } else { "suspensions" });
+    }
+    let mut rows = vec![vec!["ID".to_string(), "MATCHES".into(), "REASON".into(), "REMAINING".into()]];
+    if bounces {
+        rows[0].push("BOUNCED".into());
+    }
+    for d in &items {
+        let mut matches = Vec::new();
+        for key in ["campaign", "tenant", "domain", "routing_domain"] {
+            if let Some(v) = d[key].as_str() {
+                matches.push(format!("{key}={v}"));
+            }
+        }
+        if let Some(q) = d["queue_names"].as_array().filter(|q| !q.is_empty()) {
+            matches
+                .push(format!("queues={}", q.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")));
+        }
+        let mut row = vec![
+            d["id"].as_str().unwrap_or("").to_string(),
+            if matches.is_empty() { "everything".into() } else { matches.join(" ") },
+            d["reason"].as_str().unwrap_or("").to_string(),
+            d["duration"].as_str().unwrap_or("").to_string(),
+        ];
+        if bounces {
+            row.push(d["total_bounced"].to_string());
+        }
+        rows.push(row);
+    }
+    let widths: Vec<usize> =
+        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn pretty(text: &str) -> String {
     serde_json::from_str::<Value>(text)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
@@ -199,8 +256,11 @@ fn pretty(text: &str) -> String {
 }
 
 pub fn run(endpoint: &Endpoint, cmd: AdminCmd) -> anyhow::Result<()> {
-    let api =
-        Api { base: endpoint.endpoint.trim_end_matches('/').to_string(), token: endpoint.token.clone() };
+    let api = Api {
+        base: endpoint.endpoint.trim_end_matches('/').to_string(),
+        token: endpoint.token.clone(),
+        json: endpoint.json,
+    };
     actix_rt::System::new().block_on(run_async(api, cmd))
 }
 
@@ -218,7 +278,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
                 "queue_names": selection.queues, "reason": reason, "duration": duration,
             });
             let (_, text) = call(&api, Method::POST, "/api/admin/suspend/v1", Some(body)).await?;
-            println!("{}", pretty(&text));
+            say(&api, &text, |v| format!("suspended: id {}", v["id"].as_str().unwrap_or("?")));
         }
         AdminCmd::Xfer { selection, reason, target, wait, wait_timeout } => {
             let timeout = wait_timeout
@@ -245,11 +305,16 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
                 "reason": reason, "duration": duration, "suppress_logging": suppress_logging,
             });
             let (_, text) = call(&api, Method::POST, "/api/admin/bounce/v1", Some(body)).await?;
-            println!("{}", pretty(&text));
+            say(&api, &text, |v| {
+                format!(
+                    "bouncing: id {} (the sweep runs in the background; see bounce-list)",
+                    v["id"].as_str().unwrap_or("?")
+                )
+            });
         }
         AdminCmd::BounceList => {
             let (_, text) = call(&api, Method::GET, "/api/admin/bounce/v1", None).await?;
-            println!("{}", pretty(&text));
+            say(&api, &text, |v| directive_table(v, true));
         }
         AdminCmd::BounceCancel { id } => {
             let (_, text) =
@@ -291,8 +356,8 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             call(&api, Method::POST, "/api/admin/rebind/v1", Some(body)).await?;
             eprintln!("NOTE: rebind runs asynchronously");
         }
-        AdminCmd::QueueSummary { limit, by_volume, domain, json } => {
-            let args = crate::observe::SummaryArgs { limit, by_volume, domain, json };
+        AdminCmd::QueueSummary { limit, by_volume, domain } => {
+            let args = crate::observe::SummaryArgs { limit, by_volume, domain, json: api.json };
             crate::observe::queue_summary(&api, args).await?;
         }
         AdminCmd::Top { once, limit } => crate::observe::top(&api, once, limit).await?,
@@ -302,7 +367,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
         }
         AdminCmd::SuspendList => {
             let (_, text) = call(&api, Method::GET, "/api/admin/suspend/v1", None).await?;
-            println!("{}", pretty(&text));
+            say(&api, &text, |v| directive_table(v, false));
         }
         AdminCmd::SuspendCancel { id } => {
             let (_, text) =

@@ -33,7 +33,10 @@ fn send(node: &FerryNode, rcpt: &str) -> String {
 
 /// Scenario 6's set-up: example.com suspended, one message waiting after its TF.
 fn suspended_message(node: &FerryNode) -> String {
-    node.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    let said = node.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    assert!(said.starts_with("suspended: id "), "people get a sentence: {said}");
+    let table = node.cli(&["suspend-list"]);
+    assert!(table.starts_with("ID") && table.contains("domain=example.com  hold"), "and a table: {table}");
     let id = send(node, "allow@example.com");
     node.wait_sequence(&id, &["Reception", "TransientFailure"]);
     id
@@ -139,9 +142,15 @@ fn bounce_drains_matching_queues_and_catches_arrivals_until_cancelled() {
     node.wait_records("TransientFailure", 3);
     let other = send(&node, "keep@other.example");
 
-    let out: Value =
-        serde_json::from_str(&node.cli(&["bounce", "--domain", "example.com", "--reason", "spam run"]))
-            .unwrap();
+    let out: Value = serde_json::from_str(&node.cli(&[
+        "--json",
+        "bounce",
+        "--domain",
+        "example.com",
+        "--reason",
+        "spam run",
+    ]))
+    .unwrap();
     assert_eq!(
         (out["bounced"].clone(), out["total_bounced"].clone()),
         (serde_json::json!({}), Value::from(0))
@@ -166,7 +175,13 @@ fn bounce_drains_matching_queues_and_catches_arrivals_until_cancelled() {
         (!waiting.iter().chain([&late]).any(|id| left.contains(id))).then_some(())
     });
 
-    let list: Value = serde_json::from_str(&node.cli(&["bounce-list"])).unwrap();
+    let table = node.cli(&["bounce-list"]);
+    let row = table.lines().find(|l| l.starts_with(&bounce_id)).unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("domain=example.com") && row.contains("spam run") && row.trim_end().ends_with('4'),
+        "{table}"
+    );
+    let list: Value = serde_json::from_str(&node.cli(&["--json", "bounce-list"])).unwrap();
     assert_eq!(list[0]["id"], bounce_id.as_str());
     assert_eq!(list[0]["total_bounced"], 4);
     assert_eq!(list[0]["bounced"]["example.com"], 4);

@@ -24,7 +24,7 @@ fn the_dashboard_shows_a_queue_appear_and_drain() {
         sink.port()
     );
     let node = FerryNode::start("", Some(&policy));
-    let out = node.cli(&["suspend", "--domain", "held.example", "--reason", "hold"]);
+    let out = node.cli(&["--json", "suspend", "--domain", "held.example", "--reason", "hold"]);
     let suspension = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
     let mut c = RawSmtp::connect(node.smtp);
     for rcpt in ["a@held.example", "b@held.example"] {

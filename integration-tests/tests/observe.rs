@@ -120,11 +120,11 @@ fn queue_summary_and_top_render_for_people_and_scripts() {
     assert!(human.contains("transfail 2"), "{human}");
     assert!(human.contains("suspended: domain=held.example (maintenance window)"), "{human}");
     let json: Value =
-        serde_json::from_str(&node.cli(&["queue-summary", "--json", "--domain", "held.example"])).unwrap();
+        serde_json::from_str(&node.cli(&["--json", "queue-summary", "--domain", "held.example"])).unwrap();
     assert_eq!(json["scheduled"], serde_json::json!([{"queue": "held.example", "count": 2}]));
     assert_eq!(json["totals"]["total_messages_transfail"], 2);
     let none: Value =
-        serde_json::from_str(&node.cli(&["queue-summary", "--json", "--domain", "other.example"])).unwrap();
+        serde_json::from_str(&node.cli(&["--json", "queue-summary", "--domain", "other.example"])).unwrap();
     assert_eq!(none["scheduled"], serde_json::json!([]));
 
     let frame = node.cli(&["top", "--once"]);

@@ -171,9 +171,9 @@ fn expires_turns_the_first_transient_failure_into_an_expiration() {
 fn suspend_gives_a_transient_failure_and_cancel_does_not_flush() {
     let sink = SmtpSink::start();
     let node = source(&sink, "20m");
-    let out = node.cli(&["suspend", "--domain", "example.com", "--reason", "maintenance"]);
+    let out = node.cli(&["--json", "suspend", "--domain", "example.com", "--reason", "maintenance"]);
     let sid = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
-    let listed: Value = serde_json::from_str(&node.cli(&["suspend-list"])).unwrap();
+    let listed: Value = serde_json::from_str(&node.cli(&["--json", "suspend-list"])).unwrap();
     assert_eq!(listed[0]["id"], sid.as_str());
     assert_eq!(listed[0]["domain"], "example.com");
 

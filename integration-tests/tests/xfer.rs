@@ -123,7 +123,7 @@ fn a_bad_target_is_refused_with_400() {
 fn xfer_to_a_dead_target_then_cancel_delivers_from_the_original_queue() {
     let sink = SmtpSink::start();
     let a = source(&sink);
-    let out = a.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    let out = a.cli(&["--json", "suspend", "--domain", "example.com", "--reason", "hold"]);
     let sid = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
     let mut c = RawSmtp::connect(a.smtp);
     let id = queued_id(&c.send_message(
