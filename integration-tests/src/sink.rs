@@ -145,6 +145,15 @@ impl SmtpSink {
             .collect()
     }
 
+    /// How many messages are stored (cheap: counts files).
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("messages"))
+            .map(|d| {
+                d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "json")).count()
+            })
+            .unwrap_or(0)
+    }
+
     /// Wait (up to 30 s) until at least `n` messages are stored; return all of them.
     pub fn wait_messages(&self, n: usize) -> Vec<SinkMessage> {
         let deadline = Instant::now() + Duration::from_secs(30);
