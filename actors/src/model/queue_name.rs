@@ -115,6 +115,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Fuzzing finding (fuzz/artifacts/queue_name): the format does not escape delimiters, so a
+    /// tenant starting with ':' and no campaign reads back differently. This is SPEC §1.4 (and
+    /// KumoMTA) behaviour, kept for compatible queue names; recorded here so it stays deliberate.
+    #[test]
+    fn delimiters_inside_components_are_not_escaped() {
+        let name = format(None, Some(":Tce5nant"), "exx.m", None);
+        assert_eq!(name, ":Tce5nant@exx.m");
+        let parts = parse(&name);
+        assert_eq!((parts.campaign, parts.tenant.as_deref()), (None, Some("Tce5nant")));
+        let parts = parse("::Tce5nant@exx.m");
+        assert_eq!((parts.campaign, parts.tenant.as_deref()), (None, Some(":Tce5nant")));
+    }
+
     /// Every row of the table in SPEC §1.4, formatted and parsed back.
     #[test]
     fn table_rows_round_trip() {
