@@ -205,7 +205,7 @@ struct StatusQuery {
 }
 
 /// Ferry extension: progress of admin xfer sweeps (one with `?id=`, else all this node knows).
-#[utoipa::path(tag = "xfer", params(StatusQuery), responses((status = 200, description = "One sweep, or all this node remembers", body = serde_json::Value), (status = 404, description = "No such sweep", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[utoipa::path(tag = "xfer", params(StatusQuery), responses((status = 200, description = "One sweep, or all this node remembers", body = serde_json::Value), (status = 400, description = "Bad query", body = crate::errors::ErrorBody), (status = 404, description = "No such sweep", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
 #[get("/api/admin/xfer/status/v1")]
 async fn xfer_status(state: web::Data<AppState>, q: web::Query<StatusQuery>) -> HttpResponse {
     match q.id {

@@ -63,17 +63,37 @@ where
         >,
 {
     use utoipa_actix_web::AppExt;
-    app.into_utoipa_app()
-        .openapi(api_info())
-        .configure(routes(state))
-        .openapi_service(|api| {
-            let json = api.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
-            web::resource("/api-docs/openapi.json").route(web::get().to(move || {
-                let json = json.clone();
-                async move { HttpResponse::Ok().content_type("application/json").body(json) }
-            }))
-        })
-        .into_app()
+    let mut methods: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    let app = app.into_utoipa_app().openapi(api_info()).configure(routes(state)).openapi_service(|api| {
+        for (path, item) in &api.paths.paths {
+            let allowed = serde_json::to_value(item)
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.keys().map(|k| k.to_ascii_uppercase()).collect()))
+                .unwrap_or_default();
+            methods.insert(path.clone(), allowed);
+        }
+        let json = api.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+        web::resource("/api-docs/openapi.json").route(web::get().to(move || {
+            let json = json.clone();
+            async move { HttpResponse::Ok().content_type("application/json").body(json) }
+        }))
+    });
+    // A known path asked with a method it does not take is a 405 naming the ones it does.
+    let methods = std::sync::Arc::new(methods);
+    app.into_app().default_service(web::to(move |req: actix_web::HttpRequest| {
+        let methods = methods.clone();
+        async move {
+            match methods.get(req.path()) {
+                Some(allowed) => {
+                    HttpResponse::MethodNotAllowed().insert_header(("Allow", allowed.join(", "))).json(
+                        serde_json::json!({"error": format!("{} takes {}", req.path(), allowed.join(", "))}),
+                    )
+                }
+                None => HttpResponse::NotFound()
+                    .json(serde_json::json!({"error": format!("no such endpoint: {}", req.path())})),
+            }
+        }
+    }))
 }
 
 fn api_info() -> utoipa::openapi::OpenApi {
@@ -188,5 +208,11 @@ mod openapi_tests {
         let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
         assert_eq!(paths, ["/api/check-liveness/v1"]);
         assert!(doc["paths"]["/api/check-liveness/v1"]["get"].is_object());
+        let req = test::TestRequest::post().uri("/api/check-liveness/v1").to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers().get("allow").unwrap(), "GET");
+        let req = test::TestRequest::get().uri("/no/such/thing").to_request();
+        assert_eq!(test::call_service(&app, req).await.status(), 404);
     }
 }
