@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// Extra header line added to every message, e.g. 'X-Schedule: {"first_attempt":"2099-01-01T00:00:00Z"}'.
     #[arg(long = "header")]
     headers: Vec<String>,
+    /// Send at this many messages per second in all (0: as fast as possible).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Print the number sent and the latency percentiles of each window of this many seconds.
+    #[arg(long, default_value_t = 0)]
+    report_every: u64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -72,11 +78,18 @@ async fn reply(
     }
 }
 
+/// Shared by the connections: the pacing clock and the current reporting window.
+struct Shared {
+    started: tokio::time::Instant,
+    window: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
+}
+
 async fn connection(
     args: Arc<BenchArgs>,
     next: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     data: Arc<Vec<u8>>,
+    shared: Arc<Shared>,
 ) -> anyhow::Result<Vec<u64>> {
     let stream =
         TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
@@ -92,6 +105,10 @@ async fn connection(
         let n = next.fetch_add(1, Ordering::Relaxed);
         if n >= args.messages {
             break;
+        }
+        if args.rate > 0 {
+            let slot = shared.started + Duration::from_secs_f64(n as f64 / args.rate as f64);
+            tokio::time::sleep_until(slot).await;
         }
         let started = Instant::now();
         let domain = if args.domains > 1 {
@@ -114,7 +131,11 @@ async fn connection(
         }
         w.write_all(&data).await?;
         if reply(&mut r, &mut line).await? == 250 {
-            latencies.push(started.elapsed().as_micros() as u64);
+            let micros = started.elapsed().as_micros() as u64;
+            latencies.push(micros);
+            if args.report_every > 0 {
+                let _ = shared.window.lock().map(|mut h| h.record(micros));
+            }
         } else {
             failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -129,14 +150,48 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let failed = Arc::new(AtomicU64::new(0));
     let data = Arc::new(body(args.size, &args.headers));
     let started = Instant::now();
+    let shared = Arc::new(Shared {
+        started: tokio::time::Instant::now(),
+        window: std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(3)?),
+    });
+    let reporter = (args.report_every > 0).then(|| {
+        let shared = shared.clone();
+        let every = Duration::from_secs(args.report_every);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(shared.started + every, every);
+            loop {
+                tick.tick().await;
+                let window = shared.window.lock().map(|mut h| {
+                    let copy = h.clone();
+                    h.reset();
+                    copy
+                });
+                let Ok(h) = window else { return };
+                let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+                println!(
+                    "window t={}s: {} msgs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                    shared.started.elapsed().as_secs(),
+                    h.len(),
+                    ms(0.5),
+                    ms(0.99),
+                    h.max() as f64 / 1000.0
+                );
+            }
+        })
+    });
     let tasks: Vec<_> = (0..args.concurrency)
-        .map(|_| tokio::spawn(connection(args.clone(), next.clone(), failed.clone(), data.clone())))
+        .map(|_| {
+            tokio::spawn(connection(args.clone(), next.clone(), failed.clone(), data.clone(), shared.clone()))
+        })
         .collect();
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
     for t in tasks {
         for l in t.await?? {
             hist.record(l)?;
         }
+    }
+    if let Some(r) = reporter {
+        r.abort();
     }
     let elapsed = started.elapsed();
     let ok = hist.len();
