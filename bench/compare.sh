@@ -2,8 +2,9 @@
 # Ferry vs Postfix, side by side, on this machine. Both relay to the same sink (Ferry's test sink,
 # counting only); Postfix's own smtp-source drives both with the same message count, size and
 # concurrency. Reports msgs/s accepted (until smtp-source finishes), msgs/s end to end (until the
-# sink has every message; a count short of it is an error), and peak RSS (Ferry: VmHWM; Postfix:
-# the largest sum of PSS over all its processes, sampled every 0.2 s). fsync on for both (Postfix
+# sink has every message; a count short of it is an error), and peak memory: the largest PSS
+# sampled every 0.2 s (Postfix: summed over all its processes; Ferry: less its mapped spool, since
+# spool pages are page cache, as Postfix's queue files are). fsync on for both (Postfix
 # always fsyncs its queue files). Installs postfix from Debian if missing (needs root), and
 # reconfigures the local Postfix instance. Postfix's memory is its processes' summed PSS, so the
 # pages they share count once: run it on a machine meant for benchmarks.
@@ -43,7 +44,8 @@ start_sink() { # dir -> sets $sink to host:port (no subshell, so the pid is reme
 drive() { # host port count size -> seconds to inject
   local t0 t1
   t0=$(now)
-  smtp-source -s "$sessions" -m "$3" -l "$4" -f bench@ferry.test -t bench@example.com "$1:$2" >/dev/null
+  # -d: keep each session's connection for its next message, as a sending application would.
+  smtp-source -d -s "$sessions" -m "$3" -l "$4" -f bench@ferry.test -t bench@example.com "$1:$2" >/dev/null
   t1=$(now)
   python3 -c "print(float('$t1') - float('$t0'))"
 }
@@ -91,16 +93,22 @@ TOML
   local pid=$!
   pids+=($pid)
   until [ -f "$dir/data/listeners.json" ]; do sleep 0.05; done
-  local smtp t0 inject e2e
+  local smtp t0 inject e2e sampler
   smtp=$(json "$dir/data/listeners.json" smtp)
+  # Ferry's PSS, like Postfix's below, but without its spool mapping: LMDB pages are the page
+  # cache Postfix's queue files also use, which PSS does not count for Postfix either.
+  ( while :; do awk '/^Pss:/ {p=$2} END {print p+0}' "/proc/$pid/smaps_rollup" 2>/dev/null; sleep 0.2; done ) > "$dir/pss" &
+  sampler=$!
   t0=$(now)
   inject=$(drive "${smtp%:*}" "${smtp##*:}" "$2" "$1")
   e2e=$(wait_sink "$dir/sink" "$2" "$t0")
-  local hwm
-  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill "$sampler" 2>/dev/null || true
+  local spool_pss peak
+  spool_pss=$(awk '/data\.mdb/ {f=1} f && /^Pss:/ {print $2; exit}' "/proc/$pid/smaps" 2>/dev/null || echo 0)
+  peak=$(sort -n "$dir/pss" | tail -1)
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
-  python3 -c "n=$2; print(f'{n/$inject:.0f} {n/$e2e:.0f} {$hwm/1024:.1f}')"
+  python3 -c "n=$2; print(f'{n/$inject:.0f} {n/$e2e:.0f} {max(0, $peak - ${spool_pss:-0})/1024:.1f}')"
 }
 
 run_postfix() { # size count -> "accepted e2e peak_mib"
@@ -132,7 +140,7 @@ run_postfix() { # size count -> "accepted e2e peak_mib"
   python3 -c "n=$2; print(f'{n/$inject:.0f} {n/$e2e:.0f} {$peak/1024:.1f}')"
 }
 
-printf '%-8s %-8s %9s %14s %13s %14s\n' size mta messages "accepted/s" "end-to-end/s" "peak RSS MiB"
+printf '%-8s %-8s %9s %14s %13s %14s\n' size mta messages "accepted/s" "end-to-end/s" "peak PSS MiB"
 declare -A e2e
 for spec in "4096 $n4" "102400 $n100"; do
   set -- $spec

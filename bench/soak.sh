@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Soak: relay at a steady rate (default 3,300 msgs/s of 4 KB: half the measured end-to-end
 # maximum in BENCHMARKS.md) for a while (default 30 minutes), fsync on. Every 10 s: the engine's
-# RSS, the sink's count, and the window's MAIL->250 p99 from bench-smtp. Flat means: after a
-# 2-minute warm-up, the last fifth's median RSS is within 25 % of the first fifth's, the last
-# fifth's median p99 within 2x of the first fifth's, and the sink keeps up (nothing piles up).
+# RSS (and its anonymous part, RssAnon: heap, not mapped spool or binary pages), the sink's count,
+# and the window's MAIL->250 p99 from bench-smtp. Flat means: after a 2-minute warm-up, the last
+# fifth's median RssAnon is within 25 % of the first fifth's, the last fifth's median p99 within
+# 2x of the first fifth's, and the sink keeps up (nothing piles up).
 # Usage: bench/soak.sh [rate] [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +56,8 @@ start=$(date +%s)
 while kill -0 "$load" 2>/dev/null; do
   sleep 10
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$ferry/status")
-  echo "$(( $(date +%s) - start )) $rss $(cat "$work/sink/count" 2>/dev/null || echo 0)" >> "$work/samples"
+  anon=$(awk '/RssAnon/ {print $2}' "/proc/$ferry/status")
+  echo "$(( $(date +%s) - start )) $rss $(cat "$work/sink/count" 2>/dev/null || echo 0) $anon" >> "$work/samples"
 done
 wait "$load"
 for _ in $(seq 1 600); do [ "$(cat "$work/sink/count")" -ge "$messages" ] && break; sleep 0.1; done
@@ -66,21 +68,23 @@ samples = [tuple(map(int, l.split())) for l in open(sys.argv[1]) if l.strip()]
 windows = [(int(m.group(1)), float(m.group(2))) for m in
            (re.match(r"window t=(\d+)s: \d+ msgs, p50 [\d.]+ ms, p99 ([\d.]+) ms", l) for l in open(sys.argv[2])) if m]
 rate, messages, delivered = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-print(f"{'t (s)':>6} {'RSS (MiB)':>10} {'p99 (ms)':>9} {'backlog':>8}")
+print(f"{'t (s)':>6} {'RSS (MiB)':>10} {'anon (MiB)':>10} {'p99 (ms)':>9} {'backlog':>8}")
 p99 = dict(windows)
-for i, (t, rss, count) in enumerate(samples):
+for i, (t, rss, count, anon) in enumerate(samples):
     if i % 6 == 0 or i == len(samples) - 1:
         w = min(p99, key=lambda k: abs(k - t)) if p99 else None
         backlog = max(0, min(t * rate, messages) - count)
-        print(f"{t:>6} {rss/1024:>10.1f} {p99.get(w, 0):>9.2f} {backlog:>8}")
+        print(f"{t:>6} {rss/1024:>10.1f} {anon/1024:>10.1f} {p99.get(w, 0):>9.2f} {backlog:>8}")
 steady = [s for s in samples if s[0] >= 120]
 wsteady = [w for w in windows if w[0] >= 120]
 fifth = max(1, len(steady) // 5)
 wfifth = max(1, len(wsteady) // 5)
-rss0, rss1 = statistics.median(s[1] for s in steady[:fifth]), statistics.median(s[1] for s in steady[-fifth:])
+rss0, rss1 = statistics.median(s[3] for s in steady[:fifth]), statistics.median(s[3] for s in steady[-fifth:])
+tot0, tot1 = statistics.median(s[1] for s in steady[:fifth]), statistics.median(s[1] for s in steady[-fifth:])
+print(f"RSS (incl. mapped spool and binary) median first/last fifth: {tot0/1024:.1f} / {tot1/1024:.1f} MiB")
 p0, p1 = statistics.median(w[1] for w in wsteady[:wfifth]), statistics.median(w[1] for w in wsteady[-wfifth:])
 flat_rss, flat_p99, kept_up = rss1 <= rss0 * 1.25, p1 <= max(p0 * 2, p0 + 2), delivered >= messages
-print(f"RSS median first/last fifth: {rss0/1024:.1f} / {rss1/1024:.1f} MiB -> {'flat' if flat_rss else 'GROWING'}")
+print(f"RssAnon median first/last fifth: {rss0/1024:.1f} / {rss1/1024:.1f} MiB -> {'flat' if flat_rss else 'GROWING'}")
 print(f"p99 median first/last fifth: {p0:.2f} / {p1:.2f} ms -> {'flat' if flat_p99 else 'GROWING'}")
 print(f"delivered {delivered} of {messages} -> {'kept up' if kept_up else 'FELL BEHIND'}")
 sys.exit(0 if flat_rss and flat_p99 and kept_up else 1)
