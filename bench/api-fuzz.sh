@@ -10,8 +10,8 @@ examples=${1:-200}
 cargo build --release --bin ferry >/dev/null
 bin=$PWD/target/release/ferry
 work=$(mktemp -d /tmp/ferry-apifuzz.XXXXXX)
-pid=
-cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
 trap cleanup EXIT
 if [ ! -x "$work/../ferry-st-venv/bin/schemathesis" ] && ! command -v schemathesis >/dev/null; then
   python3 -m venv /tmp/ferry-st-venv >/dev/null && /tmp/ferry-st-venv/bin/pip install -q schemathesis
@@ -21,22 +21,11 @@ cat > "$work/policy.lua" <<'LUA'
 kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_header('X-Schedule') end)
 kumo.on('get_queue_config', function() return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[127.0.0.1]:1' } } } } end)
 LUA
-cat > "$work/ferry.toml" <<TOML
-[node]
-data_dir = "$work/data"
-[smtp]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[policy]
-script = "policy.lua"
-TOML
-"$bin" serve --config "$work/ferry.toml" >/dev/null 2>"$work/ferry.log" &
-pid=$!
-until [ -f "$work/data/listeners.json" ]; do sleep 0.05; done
+. bench/lib.sh
+start_ferry "$bin" "$work" "$work/policy.lua"
+smtp=$FERRY_SMTP
+http=$FERRY_HTTP
 json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-smtp=$(json "$work/data/listeners.json" smtp)
-http=$(json "$work/data/listeners.json" http)
 "$bin" bench-smtp --target "$smtp" --messages 50 --concurrency 5 --size 1000 --domains 5 \
   --header 'X-Schedule: {"first_attempt":"2099-01-01T00:00:00Z","expires":"2099-01-02T00:00:00Z"}' | tail -1
 sleep 1

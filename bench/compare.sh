@@ -29,7 +29,7 @@ cleanup() {
   [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+. bench/lib.sh
 now() { date +%s.%N; }
 
 start_sink() { # dir -> sets $sink to host:port (no subshell, so the pid is remembered)
@@ -76,25 +76,8 @@ run_ferry() { # size count -> "accepted e2e peak_mib"
   cat > "$dir/policy.lua" <<LUA
 kumo.on('get_queue_config', function() return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${sink%:*}]:${sink##*:}' } } } } end)
 LUA
-  cat > "$dir/ferry.toml" <<TOML
-[node]
-data_dir = "$dir/data"
-[smtp]
-listen = "127.0.0.1:0"
-max_message_size = "20MiB"
-[http]
-listen = "127.0.0.1:0"
-[spool]
-fsync = true
-[policy]
-script = "policy.lua"
-TOML
-  "$bin/ferry" serve --config "$dir/ferry.toml" >/dev/null 2>"$dir/ferry.log" &
-  local pid=$!
-  pids+=($pid)
-  until [ -f "$dir/data/listeners.json" ]; do sleep 0.05; done
-  local smtp t0 inject e2e sampler
-  smtp=$(json "$dir/data/listeners.json" smtp)
+  start_ferry "$bin/ferry" "$dir" "$dir/policy.lua"
+  local pid=$FERRY_PID smtp=$FERRY_SMTP t0 inject e2e sampler
   # Ferry's PSS, like Postfix's below, but without its spool mapping: LMDB pages are the page
   # cache Postfix's queue files also use, which PSS does not count for Postfix either.
   ( while :; do awk '/^Pss:/ {p=$2} END {print p+0}' "/proc/$pid/smaps_rollup" 2>/dev/null; sleep 0.2; done ) > "$dir/pss" &

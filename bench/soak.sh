@@ -17,7 +17,7 @@ work=$(mktemp -d /tmp/ferry-soak.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
 trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+. bench/lib.sh
 mkdir -p "$work/sink"
 "$bin/smtp-sink" --dir "$work/sink" --count-only 2>/dev/null &
 pids+=($!)
@@ -28,25 +28,9 @@ kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
   return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${sink%:*}]:${sink##*:}' } } } }
 end)
 LUA
-cat > "$work/ferry.toml" <<TOML
-[node]
-data_dir = "$work/data"
-[smtp]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[spool]
-fsync = true
-[logs]
-max_segment_duration = "1m"
-[policy]
-script = "policy.lua"
-TOML
-"$bin/ferry" serve --config "$work/ferry.toml" >/dev/null 2>"$work/ferry.log" &
-ferry=$!
-pids+=($ferry)
-until [ -f "$work/data/listeners.json" ]; do sleep 0.05; done
-smtp=$(json "$work/data/listeners.json" smtp)
+start_ferry "$bin/ferry" "$work" "$work/policy.lua"
+ferry=$FERRY_PID
+smtp=$FERRY_SMTP
 echo "soak: $rate msgs/s of 4 KB for ${seconds}s ($messages messages), fsync on; samples every 10 s"
 "$bin/ferry" bench-smtp --target "$smtp" --messages "$messages" --rate "$rate" --concurrency 50 --size 4096 \
   --report-every 10 > "$work/load.out" &

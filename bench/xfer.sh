@@ -16,7 +16,7 @@ work=$(mktemp -d /tmp/ferry-xfer.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
 trap cleanup EXIT
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+. bench/lib.sh
 
 # Held back six days on A (inside the default max_age), so every message waits for the sweep.
 first_attempt=$(date -u -d '+6 days' +%Y-%m-%dT%H:%M:%SZ)
@@ -25,35 +25,17 @@ kumo.on('smtp_server_message_received', function(msg) msg:import_scheduling_head
 LUA
 
 node() { # name batch_size
-  local dir="$work/$1"
-  mkdir -p "$dir"
-  cat > "$dir/ferry.toml" <<TOML
-[node]
-data_dir = "$dir/data"
-[smtp]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[spool]
-fsync = true
-[policy]
-script = "$work/policy.lua"
-[xfer]
-batch_size = $2
-TOML
-  "$bin" serve --config "$dir/ferry.toml" >/dev/null 2>"$dir/ferry.log" &
-  pids+=($!)
-  until [ -f "$dir/data/listeners.json" ]; do sleep 0.05; done
+  start_ferry "$bin" "$work/$1" "$work/policy.lua" "[xfer]
+batch_size = $2"
 }
 
 for form in "${forms[@]}"; do
   batch_size=100
   [ "$form" = single ] && batch_size=1
   node "a-$form" "$batch_size"
+  a_smtp=$FERRY_SMTP a_http=$FERRY_HTTP
   node "b-$form" 100
-  a_smtp=$(json "$work/a-$form/data/listeners.json" smtp)
-  a_http=$(json "$work/a-$form/data/listeners.json" http)
-  b_http=$(json "$work/b-$form/data/listeners.json" http)
+  b_http=$FERRY_HTTP
   echo "== $form form: $messages messages of 4 KB, A ($a_http) -> B ($b_http), fsync on both"
   "$bin" bench-smtp --target "$a_smtp" --messages "$messages" --concurrency 50 --size 4096 --domains 100 \
     --header "X-Schedule: {\"first_attempt\":\"$first_attempt\"}" | tail -1

@@ -22,12 +22,6 @@ pub struct GaugeFamily {
 }
 
 impl GaugeFamily {
-    /// The gauge for `key`, created at 0 if new.
-    pub fn handle(&self, key: &str) -> Arc<AtomicI64> {
-        let mut map = self.map.lock().expect("gauge lock");
-        map.entry(key.to_string()).or_default().clone()
-    }
-
     pub fn remove(&self, key: &str) {
         self.map.lock().expect("gauge lock").remove(key);
     }
@@ -198,10 +192,6 @@ impl Metrics {
     pub fn recent_records(&self, n: usize) -> Vec<String> {
         let recent = self.recent.lock().map(|r| r.clone()).unwrap_or_default();
         recent.into_iter().rev().take(n).collect::<Vec<_>>().into_iter().rev().collect()
-    }
-
-    pub fn total(&self, name: &str) -> u64 {
-        self.totals().into_iter().find(|(n, _, _)| *n == name).map_or(0, |(_, _, v)| v)
     }
 }
 

@@ -207,46 +207,25 @@ fn directive_table(list: &Value, bounces: bool) -> String {
     if items.is_empty() {
         return format!("no active {}", if bounces { "bounces" } else { "suspensions" });
     }
-    let mut rows = vec![vec!["ID".to_string(), "MATCHES".into(), "REASON".into(), "REMAINING".into()]];
+    let mut header = vec!["ID", "MATCHES", "REASON", "REMAINING"];
     if bounces {
-        rows[0].push("BOUNCED".into());
+        header.push("BOUNCED");
     }
-    for d in &items {
-        let mut matches = Vec::new();
-        for key in ["campaign", "tenant", "domain", "routing_domain"] {
-            if let Some(v) = d[key].as_str() {
-                matches.push(format!("{key}={v}"));
-            }
-        }
-        if let Some(q) = d["queue_names"].as_array().filter(|q| !q.is_empty()) {
-            matches
-                .push(format!("queues={}", q.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")));
-        }
+    let rows = items.iter().map(|d| {
         let mut row = vec![
             d["id"].as_str().unwrap_or("").to_string(),
-            if matches.is_empty() { "everything".into() } else { matches.join(" ") },
+            crate::observe::criteria_text(d),
             d["reason"].as_str().unwrap_or("").to_string(),
             d["duration"].as_str().unwrap_or("").to_string(),
         ];
         if bounces {
             row.push(d["total_bounced"].to_string());
         }
-        rows.push(row);
-    }
-    let widths: Vec<usize> =
-        (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    rows.iter()
-        .map(|r| {
-            r.iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect::<Vec<_>>()
-                .join("  ")
-                .trim_end()
-                .to_string()
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+        row
+    });
+    let mut out = String::new();
+    crate::observe::table(&mut out, &header, rows, usize::MAX);
+    out.trim_end().to_string()
 }
 
 fn pretty(text: &str) -> String {

@@ -108,12 +108,14 @@ pub async fn queue_summary(api: &Api, args: SummaryArgs) -> anyhow::Result<()> {
         &mut out,
         &["SCHEDULED QUEUE", "WAITING"],
         scheduled.iter().map(|(q, n)| vec![q.clone(), n.to_string()]),
+        1,
     );
     out.push('\n');
     table(
         &mut out,
         &["READY QUEUE", "READY", "CONNECTIONS"],
         ready.iter().map(|(s, n, c)| vec![s.clone(), n.to_string(), c.to_string()]),
+        1,
     );
     out.push('\n');
     let total_line: Vec<String> =
@@ -139,7 +141,8 @@ fn queue_domain(queue: &str) -> String {
     after_at.split('!').next().unwrap_or(after_at).to_ascii_lowercase()
 }
 
-fn criteria_text(d: &Value) -> String {
+/// What a suspension or bounce matches, e.g. `domain=example.com tenant=t`, or `everything`.
+pub(crate) fn criteria_text(d: &Value) -> String {
     let mut parts = Vec::new();
     for key in ["campaign", "tenant", "domain", "routing_domain"] {
         if let Some(v) = d[key].as_str() {
@@ -152,8 +155,8 @@ fn criteria_text(d: &Value) -> String {
     if parts.is_empty() { "everything".into() } else { parts.join(" ") }
 }
 
-/// A left-aligned first column, right-aligned numbers.
-fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+/// An aligned table: the first `left` columns left-aligned, the rest (numbers) right-aligned.
+pub(crate) fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<String>>, left: usize) {
     let rows: Vec<Vec<String>> = rows.collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
@@ -161,17 +164,21 @@ fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item = Vec<Strin
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line =
-        |cells: &[String]| -> String {
+    let line = |cells: &[String]| -> String {
+        let cells: Vec<String> =
             cells
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    if i == 0 { format!("{c:<w$}", w = widths[0]) } else { format!("{c:>w$}", w = widths[i]) }
+                    if i < left {
+                        format!("{c:<w$}", w = widths[i])
+                    } else {
+                        format!("{c:>w$}", w = widths[i])
+                    }
                 })
-                .collect::<Vec<_>>()
-                .join("  ")
-        };
+                .collect();
+        cells.join("  ").trim_end().to_string()
+    };
     out.push_str(&line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>()));
     out.push('\n');
     if rows.is_empty() {
@@ -216,6 +223,7 @@ pub fn render_top(v: &Value, endpoint: &str) -> String {
                 q["next_due"].as_str().unwrap_or("-").to_string(),
             ]
         }),
+        1,
     );
     out.push('\n');
     table(
@@ -228,6 +236,7 @@ pub fn render_top(v: &Value, endpoint: &str) -> String {
                 d["connections"].to_string(),
             ]
         }),
+        1,
     );
     out.push('\n');
     table(
@@ -244,6 +253,7 @@ pub fn render_top(v: &Value, endpoint: &str) -> String {
                 t["last_error"].as_str().unwrap_or("-").chars().take(60).collect(),
             ]
         }),
+        1,
     );
     out
 }
