@@ -44,7 +44,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(args))
 }
 
-fn body(size: usize, headers: &[String]) -> Vec<u8> {
+pub(crate) fn body(size: usize, headers: &[String]) -> Vec<u8> {
     let mut b = b"From: bench@ferry.test\r\nTo: bench@example.com\r\nSubject: ferry bench\r\n".to_vec();
     for h in headers {
         b.extend_from_slice(h.as_bytes());

@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_spool;
 mod cli;
 mod node;
 mod observe;
