@@ -139,6 +139,9 @@ pub struct XferConfig {
     pub batch_bytes: ByteSize,
     /// Largest inject body this node accepts, after decompression (D20).
     pub max_body_size: ByteSize,
+    /// A target node's sender is retired after this long with nothing to send or in flight; the
+    /// next message for that node starts a fresh one.
+    pub idle_timeout: HumanDuration,
 }
 
 impl Default for XferConfig {
@@ -148,6 +151,7 @@ impl Default for XferConfig {
             batch_size: 100,
             batch_bytes: ByteSize(8 << 20),
             max_body_size: ByteSize(64 << 20),
+            idle_timeout: HumanDuration::from_secs(600),
         }
     }
 }
@@ -307,6 +311,9 @@ impl Config {
         }
         if self.xfer.batch_size == 0 {
             return invalid("xfer.batch_size", "must be at least 1 (1 = single-message requests)".into());
+        }
+        if self.xfer.idle_timeout.as_duration().is_zero() {
+            return invalid("xfer.idle_timeout", "must be longer than 0s".into());
         }
         if self.xfer.max_body_size.0 < (1 << 20) {
             return invalid("xfer.max_body_size", "must be at least 1MiB".into());

@@ -129,6 +129,9 @@ fn xfer_and_token_keys_are_validated() {
     assert_eq!(c.bearer_token().unwrap(), None);
     let p = located("[xfer]\nbatch_size = 0\n");
     assert_eq!((p.key.as_str(), p.line), ("xfer.batch_size", Some(2)));
+    assert_eq!(c.xfer.idle_timeout.as_duration(), std::time::Duration::from_secs(600));
+    let p = located("[xfer]\nconcurrency = 4\nidle_timeout = \"0s\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("xfer.idle_timeout", Some(3)));
     let p = located("[http]\nbearer_token = \"short\"\n");
     assert_eq!((p.key.as_str(), p.line), ("http.bearer_token", Some(2)));
     let p = located("[http]\nbearer_token = \"0123456789abcdef\"\nbearer_token_file = \"t\"\n");

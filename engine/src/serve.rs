@@ -146,6 +146,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
             batch_size: config.xfer.batch_size,
             batch_bytes: config.xfer.batch_bytes.0 as usize,
             token: token.clone(),
+            idle_timeout: config.xfer.idle_timeout.as_duration(),
         }),
         sweeps: Arc::default(),
     };

@@ -1,13 +1,18 @@
 //! Moving queued mail between two real nodes (SPEC §4, §9 scenario 11).
 
+use ferry_integration_tests::http::get;
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::smtp::queued_id;
-use ferry_integration_tests::{FerryNode, RawSmtp};
+use ferry_integration_tests::{FerryNode, RawSmtp, wait_until};
 use serde_json::Value;
 
 const LOGS: &str = "[logs]\nmeta = [\"*\"]\nheaders = [\"X-*\", \"Subject\"]\n";
 
 fn source(sink: &SmtpSink) -> FerryNode {
+    source_with(sink, "")
+}
+
+fn source_with(sink: &SmtpSink, extra_toml: &str) -> FerryNode {
     let policy = format!(
         r#"
 kumo.on('smtp_server_message_received', function(msg)
@@ -20,7 +25,7 @@ end)
 "#,
         sink.port()
     );
-    FerryNode::start(LOGS, Some(&policy))
+    FerryNode::start(&format!("{LOGS}{extra_toml}"), Some(&policy))
 }
 
 fn receiver(maildir: &std::path::Path) -> FerryNode {
@@ -328,4 +333,45 @@ fn scenario_17_self_xfer_is_refused_and_cancel_restores() {
     );
     assert_eq!(records[4]["queue"], "example.com", "back in its original queue");
     assert_eq!(records[5]["site"], "example.com", "and suspended there again, as before the xfer");
+}
+
+/// The `xfer_targets` of `GET /api/admin/actors/v1`: one entry per live target actor.
+fn xfer_targets(node: &FerryNode) -> Vec<Value> {
+    let (status, body) = get(node.http, "/api/admin/actors/v1", &[]);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["xfer_targets"].as_array().unwrap().clone()
+}
+
+#[test]
+fn an_idle_target_is_retired_and_the_next_xfer_starts_a_new_one() {
+    let sink = SmtpSink::start();
+    let maildir = tempfile::tempdir().unwrap();
+    let a = source_with(&sink, "[xfer]\nidle_timeout = \"2s\"\n");
+    let b = receiver(maildir.path());
+    let target = format!("http://{}", b.http);
+    a.cli(&["suspend", "--domain", "example.com", "--reason", "hold"]);
+    for round in 1..=2 {
+        let mut c = RawSmtp::connect(a.smtp);
+        let id =
+            queued_id(&c.send_message("s@example.com", &["r@example.com"], "Subject: idle\r\n\r\nbody\r\n"));
+        a.wait_sequence(&id, &["Reception", "TransientFailure"]);
+        a.cli(&["xfer", "--domain", "example.com", "--reason", "drain", "--target", &target]);
+        let records = a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "XferOut"]);
+        let new_id = records[3]["response"]["content"].as_str().unwrap().strip_prefix("new id is ").unwrap();
+        // A fresh actor each round: its `sent` counts this round's message only.
+        let live = xfer_targets(&a);
+        assert_eq!(live.len(), 1, "round {round}: {live:?}");
+        let normalised = format!("{target}/");
+        assert_eq!(
+            (live[0]["target"].as_str(), live[0]["sent"].as_u64()),
+            (Some(normalised.as_str()), Some(1))
+        );
+        // The message keeps its due time (after the suspension's retry): it waits on B.
+        b.wait_sequence(new_id, &["XferIn", "Delayed"]);
+        // Nothing more to send: after idle_timeout the target actor goes away, with its metrics.
+        wait_until("the idle xfer target to be retired", std::time::Duration::from_secs(15), || {
+            xfer_targets(&a).is_empty().then_some(())
+        });
+    }
+    assert!(a.spool_ids().is_empty(), "both messages left the source");
 }

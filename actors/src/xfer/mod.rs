@@ -22,10 +22,18 @@ pub struct XferSettings {
     pub batch_bytes: usize,
     /// Sent as `Authorization: Bearer` to peers.
     pub token: Option<String>,
+    /// A target actor with nothing to do for this long is retired.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for XferSettings {
     fn default() -> Self {
-        Self { concurrency: 32, batch_size: 100, batch_bytes: 8 << 20, token: None }
+        Self {
+            concurrency: 32,
+            batch_size: 100,
+            batch_bytes: 8 << 20,
+            token: None,
+            idle_timeout: std::time::Duration::from_secs(600),
+        }
     }
 }

@@ -8,6 +8,11 @@
 //! Until a peer has answered a batch, only one request (the probe) is in flight to it. A peer
 //! that answers 404/405 to the batch endpoint (not Ferry) gets single-message requests; the
 //! batch form is tried again after [`BATCH_RETRY`].
+//!
+//! A target with nothing ready or in flight for `[xfer] idle_timeout` asks the supervisor to
+//! retire it. The supervisor forgets it first and only then tells it to stop, so every message
+//! the supervisor routed to it is already in its mailbox ahead of the stop; one that arrived in
+//! between is still sent before the actor ends. The next message for that node starts a new one.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -55,6 +60,29 @@ impl Handler<AttachXfer> for XferSupervisor {
     }
 }
 
+/// From a target that has been idle: may it stop?
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Idle {
+    target: String,
+    addr: Addr<XferTarget>,
+}
+
+/// From the supervisor: you are no longer routed to; stop once nothing is left.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Retire;
+
+impl Handler<Idle> for XferSupervisor {
+    type Result = ();
+    fn handle(&mut self, Idle { target, addr }: Idle, _: &mut Context<Self>) {
+        if self.targets.get(&target) == Some(&addr) {
+            self.targets.remove(&target);
+        }
+        addr.do_send(Retire);
+    }
+}
+
 impl Handler<Transfer> for XferSupervisor {
     type Result = ();
 
@@ -89,6 +117,9 @@ pub struct XferTarget {
     ready_gauge: OwnedGauge,
     connection_gauge: OwnedGauge,
     stats: Arc<XferTargetStats>,
+    /// When it last had something ready or in flight.
+    busy_at: Instant,
+    retired: bool,
 }
 
 /// What this target is known to take.
@@ -103,6 +134,36 @@ enum Form {
 
 impl Actor for XferTarget {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let idle = self.services.xfer_settings.idle_timeout;
+        ctx.run_interval((idle / 4).max(Duration::from_millis(100)), move |act, ctx| {
+            if !act.retired && act.is_idle() && act.busy_at.elapsed() >= idle {
+                let target = act.target.clone();
+                act.services.xfer.do_send(Idle { target, addr: ctx.address() });
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        tracing::debug!(target = %self.target, "xfer target retired");
+        let m = crate::metrics::metrics();
+        if let Ok(mut all) = m.xfer_targets.lock()
+            && all.get(&self.target).is_some_and(|s| Arc::ptr_eq(s, &self.stats))
+        {
+            all.remove(&self.target);
+        }
+    }
+}
+
+impl Handler<Retire> for XferTarget {
+    type Result = ();
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        self.retired = true;
+        if self.is_idle() {
+            ctx.stop();
+        }
+    }
 }
 
 #[derive(Message)]
@@ -129,7 +190,13 @@ impl XferTarget {
             in_flight: 0,
             client: None,
             form: Form::Unknown,
+            busy_at: Instant::now(),
+            retired: false,
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.ready.is_empty() && self.in_flight == 0
     }
 
     fn publish(&self) {
@@ -178,7 +245,11 @@ impl XferTarget {
             };
             let done = |act: &mut Self, ctx: &mut Context<Self>| {
                 act.in_flight -= 1;
+                act.busy_at = Instant::now();
                 act.pump(ctx);
+                if act.retired && act.is_idle() {
+                    ctx.stop();
+                }
             };
             if batching {
                 let n = settings.batch_size.min(self.ready.len());
@@ -210,6 +281,7 @@ impl Handler<Queued> for XferTarget {
     type Result = ();
     fn handle(&mut self, Queued(item): Queued, ctx: &mut Context<Self>) {
         self.ready.push_back(item);
+        self.busy_at = Instant::now();
         self.pump(ctx);
     }
 }
