@@ -125,6 +125,8 @@ async fn bench(args: SpoolBenchArgs) -> anyhow::Result<()> {
         );
     }
     writer.shutdown();
+    // Every message was removed again: anything left is a lost removal.
+    println!("left in the spool: {}", spool.count()?);
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

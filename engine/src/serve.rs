@@ -28,6 +28,8 @@ use crate::node;
 
 /// How long sessions get to finish after the listener stops.
 const SESSION_DRAIN: Duration = Duration::from_secs(30);
+/// How often freed heap memory is handed back to the OS (see [`spawn_heap_trimmer`]).
+const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
 
 enum Failure {
     /// Bad configuration or policy: exit 2.
@@ -209,6 +211,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         done_tx,
     ));
 
+    spawn_heap_trimmer();
     write_listeners(&listeners_file, smtp_addr, http_addr, &node)?;
     tracing::info!(smtp = %smtp_addr, http = %http_addr, nodeid = %node, "ferry ready");
 
@@ -237,6 +240,30 @@ async fn serve(config: Config) -> Result<(), Failure> {
 }
 
 /// `data_dir/listeners.json`: the bound addresses (ports may be ephemeral), written once ready.
+/// glibc keeps memory freed after a burst (a backlog that drained, a large xfer batch) in its
+/// per-thread arenas instead of returning it, so the heap would keep each burst's high-water mark:
+/// the soak saw RssAnon step up by megabytes after every slow spell and never come down. Every
+/// [`HEAP_TRIM_EVERY`] a thread asks glibc to return what is free. Other C libraries: nothing.
+fn spawn_heap_trimmer() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let spawned = std::thread::Builder::new().name("ferry-heap-trim".into()).spawn(|| {
+            loop {
+                std::thread::sleep(HEAP_TRIM_EVERY);
+                let started = std::time::Instant::now();
+                // SAFETY: malloc_trim only gives free pages back to the OS; it takes the
+                // allocator's own locks and touches no memory that is in use.
+                #[allow(unsafe_code)]
+                let released = unsafe { libc::malloc_trim(0) } != 0;
+                tracing::trace!(released, micros = started.elapsed().as_micros() as u64, "heap trimmed");
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the heap trimmer; freed memory stays with the allocator");
+        }
+    }
+}
+
 fn write_listeners(
     path: &std::path::Path,
     smtp: SocketAddr,

@@ -257,10 +257,19 @@ impl Handler<Ready> for Dispatcher {
     }
 }
 
+/// A backlog grows a ready queue to thousands of slots; once it has drained, give most of them
+/// back, so that memory follows the queue down instead of keeping its high-water mark.
+pub(crate) fn shrink_after_backlog<T>(queue: &mut VecDeque<T>) {
+    if queue.capacity() > 1024 && queue.len() < queue.capacity() / 8 {
+        queue.shrink_to(queue.len() * 2);
+    }
+}
+
 impl Handler<Next> for Dispatcher {
     type Result = Option<ReadyItem>;
     fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Option<ReadyItem> {
         let next = self.ready.pop_front();
+        shrink_after_backlog(&mut self.ready);
         self.publish();
         next
     }
@@ -299,5 +308,29 @@ impl Handler<StopIfIdle> for Dispatcher {
         if self.connections == 0 {
             ctx.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_backlog_gives_its_slots_back_and_keeps_its_order() {
+        let mut q: VecDeque<u32> = (0..20_000).collect();
+        let peak = q.capacity();
+        let mut popped = Vec::new();
+        while q.len() > 10 {
+            popped.push(q.pop_front().unwrap());
+            shrink_after_backlog(&mut q);
+        }
+        assert!(peak >= 20_000 && q.capacity() <= 2048, "capacity {} after a peak of {peak}", q.capacity());
+        assert_eq!(popped, (0..19_990).collect::<Vec<_>>());
+        assert_eq!(q.into_iter().collect::<Vec<_>>(), (19_990..20_000).collect::<Vec<_>>());
+        // A small queue is left alone: no churn in steady state.
+        let mut small: VecDeque<u32> = VecDeque::with_capacity(512);
+        small.push_back(1);
+        shrink_after_backlog(&mut small);
+        assert!(small.capacity() >= 512);
     }
 }

@@ -270,6 +270,7 @@ impl XferTarget {
                 }));
             } else {
                 let item = self.ready.pop_front().expect("not empty");
+                crate::delivery::shrink_after_backlog(&mut self.ready);
                 ctx.spawn(peer.send_one(item).into_actor(self).map(move |(), act, ctx| done(act, ctx)));
             }
         }
