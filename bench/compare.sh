@@ -33,14 +33,6 @@ trap cleanup EXIT
 . bench/lib.sh
 now() { date +%s.%N; }
 
-start_sink() { # dir -> sets $sink to host:port (no subshell, so the pid is remembered)
-  mkdir -p "$1"
-  "$bin/smtp-sink" --dir "$1" --count-only >/dev/null 2>&1 &
-  pids+=($!)
-  until [ -f "$1/sink.json" ]; do sleep 0.05; done
-  sink=$(json "$1/sink.json" smtp)
-}
-
 # The body smtp-source sends is -l bytes; it adds its own headers.
 drive() { # host port count size -> seconds to inject
   local t0 t1
@@ -78,11 +70,8 @@ peaks() { # file of "PSS RSS" lines -> "peak-PSS peak-RSS"
 
 run_ferry() { # size count -> "accepted e2e peak_pss_mib peak_rss_mib"
   local dir="$work/ferry-$1"
-  start_sink "$dir/sink"
-  cat > "$dir/policy.lua" <<LUA
-kumo.on('get_queue_config', function() return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${sink%:*}]:${sink##*:}' } } } } end)
-LUA
-  start_ferry "$bin/ferry" "$dir" "$dir/policy.lua"
+  start_relay_sink "$bin" "$dir/sink"
+  start_ferry "$bin/ferry" "$dir" "$dir/sink/policy.lua"
   local pid=$FERRY_PID smtp=$FERRY_SMTP t0 inject e2e sampler
   # Ferry's PSS, like Postfix's below, but without its spool mapping: LMDB pages are the page
   # cache Postfix's queue files also use, which PSS does not count for Postfix either.
@@ -102,7 +91,8 @@ LUA
 
 run_postfix() { # size count -> "accepted e2e peak_pss_mib peak_rss_mib"
   local dir="$work/postfix-$1"
-  start_sink "$dir/sink"
+  start_relay_sink "$bin" "$dir/sink"
+  local sink=$SINK
   postfix stop >/dev/null 2>&1 || true
   # Debian's "No configuration" install leaves no main.cf/master.cf: start from the shipped ones.
   [ -f /etc/postfix/main.cf ] || cp /usr/share/postfix/main.cf.debian /etc/postfix/main.cf

@@ -35,3 +35,21 @@ TOML
   FERRY_SMTP=$(json "$dir/data/listeners.json" smtp)
   FERRY_HTTP=$(json "$dir/data/listeners.json" http)
 }
+
+# start_relay_sink BIN DIR: start the counting test sink in DIR (it keeps its count in DIR/count)
+# and write DIR/policy.lua, a policy that relays every queue to it.
+# Sets SINK (host:port) and SINK_PID.
+start_relay_sink() {
+  local bin=$1 dir=$2
+  mkdir -p "$dir"
+  "$bin/smtp-sink" --dir "$dir" --count-only >/dev/null 2>&1 &
+  SINK_PID=$!
+  pids+=("$SINK_PID")
+  until [ -f "$dir/sink.json" ]; do sleep 0.05; done
+  SINK=$(json "$dir/sink.json" smtp)
+  cat > "$dir/policy.lua" <<LUA
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${SINK%:*}]:${SINK##*:}' } } } }
+end)
+LUA
+}

@@ -23,17 +23,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"; }
 trap cleanup EXIT
 . bench/lib.sh
-mkdir -p "$work/sink"
-"$bin/smtp-sink" --dir "$work/sink" --count-only 2>/dev/null &
-pids+=($!)
-until [ -f "$work/sink/sink.json" ]; do sleep 0.05; done
-sink=$(json "$work/sink/sink.json" smtp)
-cat > "$work/policy.lua" <<LUA
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${sink%:*}]:${sink##*:}' } } } }
-end)
-LUA
-start_ferry "$bin/ferry" "$work" "$work/policy.lua"
+start_relay_sink "$bin" "$work/sink"
+start_ferry "$bin/ferry" "$work" "$work/sink/policy.lua"
 ferry=$FERRY_PID
 smtp=$FERRY_SMTP
 python3 - "$work/probe" > "$work/probe.out" <<'PY' &
