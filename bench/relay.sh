@@ -15,37 +15,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_file() { for _ in $(seq 1 200); do [ -f "$1" ] && return 0; sleep 0.05; done; echo "timed out waiting for $1" >&2; exit 1; }
-json() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+. bench/lib.sh
 
 for size in "${sizes[@]}"; do
   run="$work/$size"
-  mkdir -p "$run/sink"
-  "$bin/smtp-sink" --dir "$run/sink" --count-only 2>/dev/null &
-  pids+=($!)
-  wait_file "$run/sink/sink.json"
-  sink=$(json "$run/sink/sink.json" smtp)
-  cat > "$run/policy.lua" <<LUA
-kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
-  return kumo.make_queue_config { protocol = { smtp = { mx_list = { '[${sink%:*}]:${sink##*:}' } } } }
-end)
-LUA
-  cat > "$run/ferry.toml" <<TOML
-[node]
-data_dir = "$run/data"
-[smtp]
-listen = "127.0.0.1:0"
-[http]
-listen = "127.0.0.1:0"
-[spool]
-fsync = true
-[policy]
-script = "policy.lua"
-TOML
-  "$bin/ferry" serve --config "$run/ferry.toml" >/dev/null 2>"$run/ferry.log" &
-  pids+=($!)
-  wait_file "$run/data/listeners.json"
-  smtp=$(json "$run/data/listeners.json" smtp)
+  start_relay_sink "$bin" "$run/sink"
+  start_ferry "$bin/ferry" "$run" "$run/sink/policy.lua"
+  smtp=$FERRY_SMTP
   start=$(date +%s.%N)
   echo "== relay size=$size messages=$messages"
   "$bin/ferry" bench-smtp --target "$smtp" --messages "$messages" --concurrency 50 --size "$size"

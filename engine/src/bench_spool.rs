@@ -50,14 +50,10 @@ struct Phase {
 }
 
 async fn bench(args: SpoolBenchArgs) -> anyhow::Result<()> {
-    let temp;
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => {
-            temp = std::env::temp_dir().join(format!("ferry-bench-spool-{}", std::process::id()));
-            temp.clone()
-        }
-    };
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("ferry-bench-spool-{}", std::process::id())));
     let spool =
         Spool::open(&dir, 64 << 30, args.fsync).with_context(|| format!("opening {}", dir.display()))?;
     let writer = SpoolWriter::start(spool);
