@@ -44,11 +44,6 @@ pub fn run(args: SpoolBenchArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(args))
 }
 
-struct Phase {
-    name: &'static str,
-    latencies: hdrhistogram::Histogram<u64>,
-}
-
 async fn bench(args: SpoolBenchArgs) -> anyhow::Result<()> {
     let dir = args
         .dir
@@ -74,21 +69,21 @@ async fn bench(args: SpoolBenchArgs) -> anyhow::Result<()> {
     let gate = Arc::new(Semaphore::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for (name, spike) in [("steady", false), ("spike", true), ("after", false)] {
-        let phase = Arc::new(Mutex::new(Phase { name, latencies: hdrhistogram::Histogram::new(3)? }));
+        let latencies = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new(3)?));
         let count = if spike { args.spike } else { args.rate * args.seconds };
         let (cpu0, written0) = (cpu_micros(), written_bytes());
         let mut next = Instant::now();
         for _ in 0..count {
             next += interval;
             tokio::time::sleep_until(next.into()).await;
-            let (writer, phase, gate) = (writer.clone(), phase.clone(), gate.clone());
+            let (writer, latencies, gate) = (writer.clone(), latencies.clone(), gate.clone());
             let id = ids.generate();
             let op = SpoolOp::Put { id, meta: meta.clone(), data: Some(body.clone()) };
             let hold = Duration::from_millis(args.hold_ms);
             tasks.spawn(async move {
                 let t = Instant::now();
                 writer.commit(vec![op]).await?;
-                phase.lock().await.latencies.record(t.elapsed().as_micros() as u64)?;
+                latencies.lock().await.record(t.elapsed().as_micros() as u64)?;
                 if spike {
                     gate.acquire().await?.forget();
                 } else {
@@ -104,17 +99,17 @@ async fn bench(args: SpoolBenchArgs) -> anyhow::Result<()> {
         while let Some(done) = tasks.join_next().await {
             done??;
         }
-        let p = phase.lock().await;
-        let ms = |q: f64| p.latencies.value_at_quantile(q) as f64 / 1000.0;
+        let p = latencies.lock().await;
+        let ms = |q: f64| p.value_at_quantile(q) as f64 / 1000.0;
         let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-        let n = p.latencies.len().max(1) as f64;
+        let n = p.len().max(1) as f64;
         println!(
             "{:<8} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>12.1} {:>9.1} KB",
-            p.name,
-            p.latencies.len(),
+            name,
+            p.len(),
             ms(0.5),
             ms(0.99),
-            p.latencies.max() as f64 / 1000.0,
+            p.max() as f64 / 1000.0,
             size as f64 / 1e6,
             (cpu_micros() - cpu0) as f64 / n,
             (written_bytes() - written0) as f64 / n / 1024.0,
