@@ -194,6 +194,11 @@ impl FerryNode {
     }
 
     /// Wait until the record types for `id` are exactly `kinds` (in order); returns the records.
+    /// The running `ferry serve` process's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node is running").id()
+    }
+
     pub fn wait_sequence(&self, id: &str, kinds: &[&str]) -> Vec<Value> {
         let mut last = Vec::new();
         let found = crate::wait::try_wait_until(Duration::from_secs(30), || {

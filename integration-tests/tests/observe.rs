@@ -185,3 +185,16 @@ fn openapi_describes_every_endpoint_and_each_described_endpoint_exists() {
         }
     }
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_running_node_has_its_heap_trimmer_thread() {
+    // The thread that hands memory freed after a backlog back to the OS (see BENCHMARKS.md, soak).
+    let node = FerryNode::start("", None);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", node.pid()))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(threads.iter().any(|t| t == "ferry-heap-trim"), "{threads:?}");
+}
