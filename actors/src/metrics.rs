@@ -125,6 +125,10 @@ pub struct Metrics {
     pub policy_handler: Histogram,
     /// Policy calls waiting for a Lua state.
     pub policy_queued: AtomicI64,
+    /// Open SMTP sessions.
+    pub smtp_connections: AtomicI64,
+    /// SMTP connections refused at accept for `max_connections` / `max_connections_per_ip`.
+    pub connections_denied: AtomicU64,
     /// One entry per xfer target actor, by target URL.
     pub xfer_targets: Mutex<BTreeMap<String, Arc<XferTargetStats>>>,
     /// The latest log records (JSON lines), newest last, for the dashboard.

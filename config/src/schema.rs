@@ -88,7 +88,34 @@ pub struct SmtpConfig {
     pub relay_hosts: Vec<Cidr>,
     pub max_message_size: ByteSize,
     pub max_recipients: usize,
+    /// Longest wait for any input from a client (per read).
     pub idle_timeout: HumanDuration,
+    /// A whole command line must arrive within this, however it trickles in.
+    pub command_timeout: HumanDuration,
+    /// The whole DATA phase (354 to the final dot) must arrive within this.
+    pub data_timeout: HumanDuration,
+    /// A reply the client does not read for this long ends the session.
+    pub write_timeout: HumanDuration,
+    /// How long shutdown waits for open sessions before closing them.
+    pub shutdown_grace: HumanDuration,
+    /// Open sessions at most; one more gets 421 4.3.2.
+    pub max_connections: usize,
+    /// Open sessions from one client address at most.
+    pub max_connections_per_ip: usize,
+    /// What to do with a message containing a bare LF or bare CR (SMTP smuggling).
+    pub invalid_line_endings: InvalidLineEndings,
+}
+
+/// `[smtp] invalid_line_endings` (KumoMTA's listener option of the same name and values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum InvalidLineEndings {
+    /// Refuse the message with a 5xx naming the bare LF/CR; nothing is spooled.
+    #[default]
+    Deny,
+    /// Turn each bare LF and bare CR into CRLF before any policy event sees the message.
+    Fix,
+    /// Keep the bytes as sent (delivery still writes CRLF lines only).
+    Allow,
 }
 
 impl Default for SmtpConfig {
@@ -100,6 +127,13 @@ impl Default for SmtpConfig {
             max_message_size: ByteSize(20 << 20),
             max_recipients: 1024,
             idle_timeout: HumanDuration::from_secs(300),
+            command_timeout: HumanDuration::from_secs(300),
+            data_timeout: HumanDuration::from_secs(600),
+            write_timeout: HumanDuration::from_secs(60),
+            shutdown_grace: HumanDuration::from_secs(5),
+            max_connections: 2000,
+            max_connections_per_ip: 100,
+            invalid_line_endings: InvalidLineEndings::Deny,
         }
     }
 }
@@ -282,8 +316,21 @@ impl Config {
         if self.smtp.max_message_size.0 == 0 {
             return invalid("smtp.max_message_size", "must be greater than 0".into());
         }
-        if self.smtp.idle_timeout.0.is_zero() {
-            return invalid("smtp.idle_timeout", "must be greater than 0".into());
+        for (key, value) in [
+            ("smtp.idle_timeout", self.smtp.idle_timeout),
+            ("smtp.command_timeout", self.smtp.command_timeout),
+            ("smtp.data_timeout", self.smtp.data_timeout),
+            ("smtp.write_timeout", self.smtp.write_timeout),
+        ] {
+            if value.0.is_zero() {
+                return invalid(key, "must be greater than 0".into());
+            }
+        }
+        if self.smtp.max_connections == 0 {
+            return invalid("smtp.max_connections", "must be at least 1".into());
+        }
+        if self.smtp.max_connections_per_ip == 0 {
+            return invalid("smtp.max_connections_per_ip", "must be at least 1".into());
         }
         if self.spool.map_size.0 < (1 << 20) {
             return invalid("spool.map_size", "must be at least 1MiB".into());

@@ -26,8 +26,6 @@ use tokio::sync::{mpsc, watch};
 
 use crate::node;
 
-/// How long sessions get to finish after the listener stops.
-const SESSION_DRAIN: Duration = Duration::from_secs(30);
 /// How often freed heap memory is handed back to the OS (see [`spawn_heap_trimmer`]).
 const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
 
@@ -45,6 +43,7 @@ impl From<anyhow::Error> for Failure {
 
 pub fn run(config: Config) -> ExitCode {
     init_tracing();
+    raise_fd_limit();
     match actix_rt::System::new().block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(msg)) => {
@@ -55,6 +54,24 @@ pub fn run(config: Config) -> ExitCode {
             eprintln!("ferry: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Each SMTP session, outbound connection and spool reader holds a descriptor, and
+/// `smtp.max_connections` alone defaults to 2,000: take the hard limit rather than the soft one
+/// (often 1,024), so the listener's own limits are the ones that bite.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass; no memory is shared.
+    #[allow(unsafe_code)]
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max && {
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0
+        }
+    };
+    if raised {
+        tracing::debug!(from = lim.rlim_cur, to = lim.rlim_max, "raised the open-file limit");
     }
 }
 
@@ -171,8 +188,16 @@ async fn serve(config: Config) -> Result<(), Failure> {
         max_message_size: config.smtp.max_message_size.0 as usize,
         max_recipients: config.smtp.max_recipients,
         idle_timeout: config.smtp.idle_timeout.0,
+        command_timeout: config.smtp.command_timeout.0,
+        data_timeout: config.smtp.data_timeout.0,
+        write_timeout: config.smtp.write_timeout.0,
         relay_hosts: config.smtp.relay_hosts.clone(),
+        invalid_line_endings: config.smtp.invalid_line_endings,
     });
+    let limits = listener::Limits {
+        max_connections: config.smtp.max_connections,
+        max_connections_per_ip: config.smtp.max_connections_per_ip,
+    };
 
     let smtp = tokio::net::TcpListener::bind(config.smtp.listen)
         .await
@@ -204,6 +229,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let accept = actix_rt::spawn(listener::serve(
         smtp,
+        limits,
         settings,
         reception.clone(),
         workers.iter().map(|a| a.handle()).collect(),
@@ -219,8 +245,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
     tracing::info!("shutting down: no new connections; finishing sessions");
     let _ = shutdown_tx.send(true);
     let _ = accept.await;
-    if tokio::time::timeout(SESSION_DRAIN, done_rx.recv()).await.is_err() {
-        tracing::warn!("sessions still open after {SESSION_DRAIN:?}; closing anyway");
+    let grace = config.smtp.shutdown_grace.0;
+    if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
+        tracing::warn!("SMTP sessions still open after {grace:?} (smtp.shutdown_grace); closing them");
     }
     http_handle.stop(true).await;
     for worker in &workers {

@@ -55,6 +55,16 @@ fn head(m: &Metrics) -> String {
         "Time a policy call held a Lua state",
         &m.policy_handler.snapshot(),
     );
+    let denied = m.connections_denied.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP total_connections_denied SMTP connections refused for smtp.max_connections or max_connections_per_ip\n# TYPE total_connections_denied counter\ntotal_connections_denied {denied}"
+    );
+    let open = m.smtp_connections.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP smtp_server_connections Open SMTP sessions\n# TYPE smtp_server_connections gauge\nsmtp_server_connections {open}"
+    );
     let queued = m.policy_queued.load(Ordering::Relaxed);
     let _ = writeln!(
         out,

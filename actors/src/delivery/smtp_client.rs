@@ -1,31 +1,25 @@
 //! One outbound SMTP connection and the per-recipient classification of SPEC §7.1.
 //!
-//! Built on lettre's low-level `AsyncSmtpConnection`, driven command by command: the high-level transport
-//! aborts on the first refused RCPT, while SPEC §7.1 needs every recipient's own response. Server replies,
-//! positive or negative, come back as `Response`s (they are logged and classified); only transport trouble
-//! (connect failure, timeout, I/O, protocol garbage) is a `ClientError`, logged upstream as
+//! Driven command by command over our own reply reader (RFC 5321 §4.2): SPEC §7.1 needs every
+//! recipient's own response, and the message body must go out exactly as
+//! [`smtp_data_payload`] shapes it (CRLF line ends, dot-stuffed, one terminator) so no bare LF or
+//! bare CR ever reaches a peer, whatever the spool holds. Server replies, positive or negative,
+//! come back as `Response`s (they are logged and classified); only transport trouble (connect
+//! failure, timeout, I/O, protocol garbage) is a `ClientError`, logged upstream as
 //! `"KumoMTA internal: error in deliver_message: <err>"` (SPEC §3.1).
 
-use std::fmt::Display;
+use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::Address;
-use lettre::transport::smtp::Error as SmtpError;
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use lettre::transport::smtp::response::Response as SmtpReply;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout, timeout_at};
 
 use super::mx::Target;
+use crate::model::line_endings::smtp_data_payload;
 use crate::model::record::{EnhancedCode, Response};
 
 #[derive(Debug, Clone)]
@@ -53,9 +47,23 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// A reply line longer than this is garbage, not a reply (RFC 5321 allows 512 octets).
+const MAX_REPLY_LINE: u64 = 4096;
+/// Lines in one multi-line reply (an EHLO reply has a dozen or so).
+const MAX_REPLY_LINES: usize = 100;
+
+/// One server reply: its code and the text of each line (after the code and separator).
+#[derive(Debug)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
 /// An open, greeted SMTP connection.
 pub struct SmtpClient {
-    conn: AsyncSmtpConnection,
+    stream: BufReader<TcpStream>,
+    /// EHLO keywords the server announced, upper-cased (empty after HELO).
+    extensions: HashSet<String>,
     target: Target,
     settings: ClientSettings,
     reusable: bool,
@@ -98,43 +106,51 @@ impl SmtpClient {
         // SMTP is request/response: without this, the final "." of DATA waits for a delayed ACK
         // (Nagle), costing ~40 ms per message.
         let _ = tcp.set_nodelay(true);
-        let sent_any = Arc::new(AtomicBool::new(false));
-        let stream = Box::new(Stream { tcp, helo, head_written: 0, sent_any: sent_any.clone() });
-        let client_id = match settings.ehlo_name.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => ClientId::Ipv4(ip),
-            Ok(IpAddr::V6(ip)) => ClientId::Ipv6(ip),
-            Err(_) => ClientId::Domain(settings.ehlo_name.clone()),
+        let mut client = SmtpClient {
+            stream: BufReader::new(tcp),
+            extensions: HashSet::new(),
+            target: target.clone(),
+            settings: settings.clone(),
+            reusable: true,
         };
-        let hello = AsyncSmtpConnection::connect_with_transport(stream, &client_id);
-        let opened = timeout(settings.command_timeout, hello).await;
-        // Nothing written yet means lettre was still waiting for the greeting.
-        let stage = match (sent_any.load(Ordering::Relaxed), helo) {
-            (false, _) => "greeting",
-            (true, false) => "EHLO",
-            (true, true) => "HELO",
+        let deadline = Instant::now() + settings.command_timeout;
+        let greeting = match timeout_at(deadline, client.read_reply()).await {
+            Err(_) => return fail(ClientError::Timeout(format!("greeting with {peer}"))),
+            Ok(Err(e)) => return fail(e.during(&format!("greeting with {peer}"))),
+            Ok(Ok(r)) => r,
         };
-        let err = match opened {
-            Ok(Ok(conn)) => {
-                let (target, settings) = (target.clone(), settings.clone());
-                return Ok(SmtpClient { conn, target, settings, reusable: true });
-            }
-            Ok(Err(e)) => e,
-            Err(_) => return fail(ClientError::Timeout(format!("{stage} with {peer}"))),
-        };
-        match server_reply(&err, stage) {
-            Some(r) if stage != "greeting" => Err(OpenError::HelloRefused(r)),
-            Some(r) if r.code == 421 => {
-                fail(ClientError::Closed(format!("{peer} greeted {}", r.to_single_line())))
-            }
-            Some(r) => fail(ClientError::Connect(format!("{peer} greeted {}", r.to_single_line()))),
-            None => fail(transport_error(&err, &format!("{stage} with {peer}"))),
+        if greeting.code != 220 {
+            let text = response(&greeting, "").to_single_line();
+            return fail(match greeting.code {
+                421 => ClientError::Closed(format!("{peer} greeted {text}")),
+                _ => ClientError::Connect(format!("{peer} greeted {text}")),
+            });
         }
+        let verb = if helo { "HELO" } else { "EHLO" };
+        let line = format!("{verb} {}", client_id(&settings.ehlo_name));
+        let hello = match timeout_at(deadline, client.exchange(line.as_bytes())).await {
+            Err(_) => return fail(ClientError::Timeout(format!("{verb} with {peer}"))),
+            Ok(Err(e)) => return fail(e.during(&format!("{verb} with {peer}"))),
+            Ok(Ok(r)) => r,
+        };
+        if hello.code != 250 {
+            return Err(OpenError::HelloRefused(response(&hello, &line)));
+        }
+        // The first line is the server's name; each further one an extension keyword and its parameters.
+        client.extensions = hello
+            .lines
+            .iter()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_ascii_uppercase)
+            .collect();
+        Ok(client)
     }
 
     /// One transaction (SPEC §7.1): MAIL FROM, every RCPT (a refusal does not stop the others), then DATA
     /// if any RCPT was accepted, else RSET. Returns one Response per recipient, in order: its RCPT reply if
     /// refused, else the DATA or final "." reply; a refused MAIL FROM answers for everyone.
-    /// `body` is the raw message ending in CRLF; lettre dot-stuffs it and appends CRLF.CRLF itself.
+    /// `body` is the message as spooled; it is sent as [`smtp_data_payload`] makes it.
     pub async fn send(
         &mut self,
         sender: &str,
@@ -149,25 +165,22 @@ impl SmtpClient {
             return Ok(Vec::new());
         }
         // Empty sender = null reverse-path (bounces): `MAIL FROM:<>`.
-        let from = match sender {
-            "" => None,
-            _ => match sender.parse::<Address>() {
-                Ok(a) => Some(a),
-                Err(e) => return Ok(vec![bad_address("MAIL FROM", sender, "5.1.7", e); n]),
-            },
-        };
-        let mut params = Vec::new();
-        let info = self.conn.server_info();
+        if !sender.is_empty()
+            && let Err(e) = check_address(sender)
+        {
+            return Ok(vec![bad_address("MAIL FROM", sender, "5.1.7", e); n]);
+        }
+        let mut mail = format!("MAIL FROM:<{sender}>");
         // Without the extension we still send and let the server decide rather than fail locally.
-        if !body.is_ascii() && info.supports_feature(Extension::EightBitMime) {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        if !body.is_ascii() && self.extensions.contains("8BITMIME") {
+            mail.push_str(" BODY=8BITMIME");
         }
         let utf8 = !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii());
-        if utf8 && info.supports_feature(Extension::SmtpUtfEight) {
-            params.push(MailParameter::SmtpUtfEight);
+        if utf8 && self.extensions.contains("SMTPUTF8") {
+            mail.push_str(" SMTPUTF8");
         }
         let limit = self.settings.command_timeout;
-        let mail = self.command(Mail::new(from, params), limit).await?;
+        let mail = self.command(&mail, limit).await?;
         if mail.code >= 400 {
             self.reset().await;
             return Ok(vec![mail; n]);
@@ -177,14 +190,11 @@ impl SmtpClient {
         let mut results: Vec<Option<Response>> = vec![None; n];
         let mut accepted = 0;
         for (i, rcpt) in recipients.iter().enumerate() {
-            let addr = match rcpt.parse::<Address>() {
-                Ok(a) => a,
-                Err(e) => {
-                    results[i] = Some(bad_address("RCPT TO", rcpt, "5.1.3", e));
-                    continue;
-                }
-            };
-            let reply = self.command(Rcpt::new(addr, Vec::new()), limit).await?;
+            if let Err(e) = check_address(rcpt) {
+                results[i] = Some(bad_address("RCPT TO", rcpt, "5.1.3", e));
+                continue;
+            }
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>"), limit).await?;
             if reply.code == 421 {
                 return Ok(fill(results, &reply)); // the server is going away: no DATA for anyone left
             }
@@ -198,25 +208,28 @@ impl SmtpClient {
             return Ok(fill(results, &mail));
         }
 
-        let data = self.command(Data, limit).await?;
-        if data.code >= 400 {
+        let data = self.command("DATA", limit).await?;
+        if data.code != 354 {
+            if data.code < 400 {
+                self.reusable = false;
+                return Err(ClientError::Protocol(format!("DATA got {}", data.to_single_line())));
+            }
             self.reset().await;
             return Ok(fill(results, &data));
         }
-        let body = body.strip_suffix(b"\r\n").unwrap_or(body);
-        let sent = timeout(self.settings.data_timeout, self.conn.message(body)).await;
-        let done = self.reply(sent, ".", "end of message data")?;
+        let payload = smtp_data_payload(body);
+        let done = self.transact(&payload, ".", "end of message data", self.settings.data_timeout).await?;
         Ok(fill(results, &done))
     }
 
     /// A connection can carry the next message unless it errored, timed out or got a 421.
     pub fn is_reusable(&self) -> bool {
-        self.reusable && !self.conn.has_broken()
+        self.reusable
     }
 
     pub async fn quit(mut self) {
         if self.is_reusable() {
-            let _ = timeout(self.settings.command_timeout, self.conn.quit()).await;
+            let _ = self.command("QUIT", self.settings.command_timeout).await;
         }
     }
 
@@ -225,27 +238,80 @@ impl SmtpClient {
     }
 
     /// Send one command and turn whatever the server says into a Response (command = the line sent).
-    async fn command<C: Display>(&mut self, cmd: C, limit: Duration) -> Result<Response, ClientError> {
-        let line = cmd.to_string().trim_end().to_string();
-        let result = timeout(limit, self.conn.command(cmd)).await;
-        self.reply(result, &line, &line)
+    async fn command(&mut self, line: &str, limit: Duration) -> Result<Response, ClientError> {
+        self.transact(line.as_bytes(), line, line, limit).await
     }
 
-    /// lettre reports negative replies as errors; turn them back into the server's Response.
-    fn reply(
+    /// Write `bytes` (CRLF added unless they are a DATA payload), read the reply within `limit`.
+    async fn transact(
         &mut self,
-        result: Result<Result<SmtpReply, SmtpError>, tokio::time::error::Elapsed>,
+        bytes: &[u8],
         command: &str,
         what: &str,
+        limit: Duration,
     ) -> Result<Response, ClientError> {
-        let reply = match result {
+        let result = match timeout(limit, self.exchange(bytes)).await {
             Err(_) => Err(ClientError::Timeout(what.to_string())),
-            Ok(Ok(r)) => Ok(make_response(r.code().into(), &reply_text(&r), command)),
-            Ok(Err(e)) => server_reply(&e, command).ok_or_else(|| transport_error(&e, what)),
+            Ok(Err(e)) => Err(e.during(what)),
+            Ok(Ok(reply)) => Ok(response(&reply, command)),
         };
         // After a timeout the stream may still deliver the late reply: never reuse it.
-        self.reusable &= reply.as_ref().is_ok_and(|r| r.code != 421);
-        reply
+        self.reusable &= result.as_ref().is_ok_and(|r| r.code != 421);
+        result
+    }
+
+    /// Write a command line (or a whole DATA payload, which carries its own line ends) and read
+    /// the reply.
+    async fn exchange(&mut self, bytes: &[u8]) -> Result<Reply, ReadError> {
+        let stream = self.stream.get_mut();
+        stream.write_all(bytes).await.map_err(ReadError::Io)?;
+        if !bytes.ends_with(b"\r\n") {
+            stream.write_all(b"\r\n").await.map_err(ReadError::Io)?;
+        }
+        stream.flush().await.map_err(ReadError::Io)?;
+        self.read_reply().await
+    }
+
+    /// Read one (possibly multi-line) reply: `ddd-text` lines then a `ddd text` line, one code.
+    async fn read_reply(&mut self) -> Result<Reply, ReadError> {
+        let mut lines = Vec::new();
+        let mut code = 0;
+        let mut raw = Vec::with_capacity(128);
+        loop {
+            raw.clear();
+            let n = (&mut self.stream).take(MAX_REPLY_LINE).read_until(b'\n', &mut raw).await;
+            match n.map_err(ReadError::Io)? {
+                0 => return Err(ReadError::Closed),
+                _ if !raw.ends_with(b"\n") => {
+                    return Err(ReadError::Garbage("a reply line longer than 4096 octets".into()));
+                }
+                _ => {}
+            }
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let bad = || ReadError::Garbage(format!("not an SMTP reply: {:?}", truncate(line)));
+            let this: u16 = match line.get(..3) {
+                Some(d) if d.bytes().all(|b| b.is_ascii_digit()) => d.parse().map_err(|_| bad())?,
+                _ => return Err(bad()),
+            };
+            if !lines.is_empty() && this != code {
+                return Err(bad());
+            }
+            code = this;
+            let (last, text) = match line.as_bytes().get(3) {
+                None => (true, ""),
+                Some(b' ') => (true, &line[4..]),
+                Some(b'-') => (false, &line[4..]),
+                Some(_) => return Err(bad()),
+            };
+            lines.push(text.to_string());
+            if last {
+                return Ok(Reply { code, lines });
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(ReadError::Garbage(format!("a reply of more than {MAX_REPLY_LINES} lines")));
+            }
+        }
     }
 
     /// Abandon a transaction; a connection that cannot even RSET is not reused.
@@ -253,9 +319,58 @@ impl SmtpClient {
         if !self.reusable {
             return;
         }
-        let ok = self.command(Rset, self.settings.command_timeout).await.is_ok_and(|r| r.code < 400);
+        let ok = self.command("RSET", self.settings.command_timeout).await.is_ok_and(|r| r.code < 400);
         self.reusable &= ok;
     }
+}
+
+/// What went wrong reading or writing, before we know which exchange it was part of.
+#[derive(Debug)]
+enum ReadError {
+    Io(io::Error),
+    Closed,
+    Garbage(String),
+}
+
+impl ReadError {
+    fn during(self, what: &str) -> ClientError {
+        use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+        match self {
+            ReadError::Closed => {
+                ClientError::Closed(format!("the server closed the connection during {what}"))
+            }
+            ReadError::Io(e) => match e.kind() {
+                io::ErrorKind::TimedOut => ClientError::Timeout(what.to_string()),
+                BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof => {
+                    ClientError::Closed(format!("{e} during {what}"))
+                }
+                _ => ClientError::Io(format!("{e} during {what}")),
+            },
+            ReadError::Garbage(why) => ClientError::Protocol(format!("{why} during {what}")),
+        }
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    s.char_indices().nth(80).map_or(s, |(i, _)| &s[..i])
+}
+
+/// EHLO/HELO argument: our name, or an address literal when it is an IP (RFC 5321 §4.1.3).
+fn client_id(name: &str) -> String {
+    match name.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => format!("[{ip}]"),
+        Ok(IpAddr::V6(ip)) => format!("[IPv6:{ip}]"),
+        Err(_) => name.to_string(),
+    }
+}
+
+/// An address we can put between `<` and `>` on a command line: lettre's mailbox rules, and
+/// nothing that could end or split the line.
+fn check_address(addr: &str) -> Result<(), String> {
+    if addr.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'<' || b == b'>') {
+        return Err("control characters or angle brackets in the address".into());
+    }
+    addr.parse::<Address>().map(|_| ()).map_err(|e| e.to_string())
 }
 
 /// Every recipient without its own refusal gets `reply`.
@@ -263,120 +378,37 @@ fn fill(results: Vec<Option<Response>>, reply: &Response) -> Vec<Response> {
     results.into_iter().map(|r| r.unwrap_or_else(|| reply.clone())).collect()
 }
 
-/// An address lettre's `Address` refuses (no `@`, `a..b@x`, …) cannot be put on the wire safely; that
+/// An address we refuse (no `@`, `a..b@x`, a CR inside, …) cannot be put on the wire safely; that
 /// recipient gets a permanent 501 of our own instead of the whole transaction failing.
-fn bad_address(verb: &str, addr: &str, enhanced: &str, e: impl Display) -> Response {
+fn bad_address(verb: &str, addr: &str, enhanced: &str, e: impl std::fmt::Display) -> Response {
+    let shown = addr.escape_debug().to_string();
     let mut r =
-        Response::new(501, Some(enhanced), format!("Ferry cannot send address <{addr}> over SMTP: {e}"));
-    r.command = Some(format!("{verb}:<{addr}>"));
+        Response::new(501, Some(enhanced), format!("Ferry cannot send address <{shown}> over SMTP: {e}"));
+    r.command = Some(format!("{verb}:<{shown}>"));
     r
 }
 
-/// Reply lines joined by spaces, dropping an enhanced code repeated on continuation lines (as lettre does
-/// for negative replies, so both paths read the same).
-fn reply_text(r: &SmtpReply) -> String {
-    let mut lines = r.message();
-    let first = lines.next().unwrap_or("");
+/// A reply as a Response: its lines joined by spaces, dropping an enhanced code repeated on
+/// continuation lines; the enhanced code of the first line kept apart (SPEC §3.2).
+fn response(reply: &Reply, command: &str) -> Response {
+    let first = reply.lines.first().map(String::as_str).unwrap_or("");
     let code = first.split(' ').next().filter(|w| EnhancedCode::parse(w).is_some());
     let mut text = first.to_string();
-    for line in lines {
+    for line in reply.lines.iter().skip(1) {
         let rest = code.and_then(|c| line.strip_prefix(c)).and_then(|l| l.strip_prefix(' '));
         text.push(' ');
         text.push_str(rest.unwrap_or(line));
     }
-    text
-}
-
-/// `"5.1.1 no such user"` → enhanced code + content (content excludes both codes).
-fn make_response(code: u16, text: &str, command: &str) -> Response {
     let text = text.trim();
     let (first, rest) = text.split_once(' ').unwrap_or((text, ""));
     let mut r = match EnhancedCode::parse(first) {
-        Some(_) => Response::new(code, Some(first), rest.trim_start()),
-        None => Response::new(code, None, text),
+        Some(_) => Response::new(reply.code, Some(first), rest.trim_start()),
+        None => Response::new(reply.code, None, text),
     };
-    r.command = Some(command.to_string());
+    if !command.is_empty() {
+        r.command = Some(command.to_string());
+    }
     r
-}
-
-/// The server's reply hidden in a lettre error (4xx/5xx), if this error is one.
-fn server_reply(e: &SmtpError, command: &str) -> Option<Response> {
-    let code = e.status()?;
-    let text = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
-    Some(make_response(code.into(), &text, command))
-}
-
-/// Anything that is not a server reply: lettre wraps I/O errors, and says "incomplete response" at EOF.
-fn transport_error(e: &SmtpError, what: &str) -> ClientError {
-    use io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
-    match io.map(io::Error::kind) {
-        Some(io::ErrorKind::TimedOut) => ClientError::Timeout(what.to_string()),
-        Some(BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof) => {
-            ClientError::Closed(format!("{e} during {what}"))
-        }
-        Some(_) => ClientError::Io(format!("{e} during {what}")),
-        None if e.to_string().contains("incomplete response") => {
-            ClientError::Closed(format!("the server closed the connection during {what}"))
-        }
-        None => ClientError::Protocol(format!("{e} during {what}")),
-    }
-}
-
-/// The TCP stream handed to lettre. lettre always greets with EHLO; for the HELO retry this rewrites the
-/// first bytes the client sends from "EHLO" to "HELO" (same length, so nothing else shifts). It also
-/// records whether anything was sent, which tells a greeting timeout from an EHLO one.
-#[derive(Debug)]
-struct Stream {
-    tcp: TcpStream,
-    helo: bool,
-    head_written: usize,
-    sent_any: Arc<AtomicBool>,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        this.sent_any.store(true, Ordering::Relaxed);
-        if !this.helo || this.head_written >= 4 {
-            return Pin::new(&mut this.tcp).poll_write(cx, buf);
-        }
-        let at = this.head_written;
-        let mut head = [0u8; 4];
-        let len = buf.len().min(4 - at);
-        for (i, (out, b)) in head.iter_mut().zip(buf).take(len).enumerate() {
-            *out = if *b == b"EHLO"[at + i] { b"HELO"[at + i] } else { *b };
-        }
-        let polled = Pin::new(&mut this.tcp).poll_write(cx, &head[..len]);
-        if let Poll::Ready(Ok(n)) = polled {
-            this.head_written += n;
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
-}
-
-impl AsyncTokioStream for Stream {
-    fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.peer_addr()
-    }
 }
 
 /// SPEC §7.1 classification of one recipient's response.
@@ -408,7 +440,7 @@ pub fn classify(r: &Response) -> Disposition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
     /// The fake server's script. `rules` maps an address in MAIL FROM / RCPT TO to its reply line;
@@ -516,6 +548,23 @@ mod tests {
         assert_eq!(seen.3, [body]); // intact after unstuffing, trailing CRLF not doubled
         assert!(seen.2.contains("\r\n..leading dot\r\n"), "dot-stuffed on the wire: {:?}", seen.2);
         assert_eq!(seen.1.last().map(String::as_str), Some("QUIT"));
+    }
+
+    /// Issue #12: whatever the spool holds, no bare LF or bare CR reaches the peer, and a line
+    /// that starts with "." after a bare LF is stuffed, so the smuggled "message" stays content.
+    #[tokio::test]
+    async fn bare_line_endings_are_normalised_on_the_wire() {
+        let (target, seen) = fake_server(OK).await;
+        let mut client = SmtpClient::connect(&target, &settings(5000)).await.unwrap();
+        let body = "Subject: x\r\n\r\nhello\n.\r\nMAIL FROM:<spoof@bank.test>\r\nlone\rcr";
+        let out = client.send("s@x.com", &rcpts(&["a@x.com"]), body.as_bytes()).await.unwrap();
+        assert_eq!(classify(&out[0]), Disposition::Delivered);
+        client.quit().await;
+        let seen = seen.lock().unwrap();
+        let wire = &seen.2;
+        assert_eq!(wire, "Subject: x\r\n\r\nhello\r\n..\r\nMAIL FROM:<spoof@bank.test>\r\nlone\r\ncr\r\n");
+        // One transaction only: the server never saw the smuggled MAIL FROM as a command.
+        assert_eq!(seen.1.iter().filter(|c| c.starts_with("MAIL")).count(), 1, "{:?}", seen.1);
     }
 
     #[tokio::test]

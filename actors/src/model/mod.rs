@@ -13,6 +13,7 @@ pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
 pub mod admin;
 pub mod insert_context;
+pub mod line_endings;
 pub mod queue_config;
 pub mod retry;
 pub mod xfer;

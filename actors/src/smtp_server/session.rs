@@ -1,19 +1,25 @@
 //! One SMTP connection: reads commands, answers them, hands complete messages to [`Reception`].
 //! Responses to pipelined commands are batched and flushed whenever the input runs dry, before
 //! the 354 of DATA, and before closing (RFC 2920).
+//!
+//! A slow client cannot stretch a session: besides the per-read `idle_timeout`, a command line
+//! must be complete within `command_timeout` and the DATA phase within `data_timeout`, however
+//! the bytes trickle in, and a reply the client does not read fails after `write_timeout`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use ferry_config::{Cidr, cidr::any_contains};
+use ferry_config::{Cidr, InvalidLineEndings, cidr::any_contains};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::command::{self, Command};
 use super::data::{DataOutcome, DataReader, MAX_TEXT_LINE};
 use super::line::{Line, LineReader};
 use super::reception::{Connection, Reception, Reply};
+use crate::model::line_endings;
 
 /// Listener settings every session reads.
 #[derive(Debug, Clone)]
@@ -22,7 +28,11 @@ pub struct SessionSettings {
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub idle_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub write_timeout: Duration,
     pub relay_hosts: Vec<Cidr>,
+    pub invalid_line_endings: InvalidLineEndings,
 }
 
 /// Protocol errors tolerated before the session is closed with 421.
@@ -37,7 +47,10 @@ struct Transaction {
 enum Input {
     Data,
     Closed,
+    /// No byte for `idle_timeout`.
     TimedOut,
+    /// The command line or DATA phase did not complete by its deadline.
+    Deadline,
     ShuttingDown,
 }
 
@@ -83,23 +96,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Write the pending replies; a client that does not read them within `write_timeout` is
+    /// cut off (its socket buffers are full: nothing more can reach it anyway).
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            let limit = self.settings.write_timeout;
+            match tokio::time::timeout(limit, self.stream.write_all(&self.out)).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    tracing::info!(peer = %self.conn.peer, "client did not read its replies within smtp.write_timeout; disconnected");
+                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timeout"));
+                }
+            }
             self.stream.flush().await?;
             self.out.clear();
         }
         Ok(())
     }
 
-    async fn read_more(&mut self) -> std::io::Result<Input> {
+    /// Read whatever arrives next, giving up at `deadline` or after `idle_timeout` of silence.
+    async fn read_more(&mut self, deadline: Instant) -> std::io::Result<Input> {
         if *self.shutdown.borrow() {
             return Ok(Input::ShuttingDown);
         }
-        let timeout = self.settings.idle_timeout;
+        let idle = Instant::now() + self.settings.idle_timeout;
+        let (until, expired) =
+            if deadline < idle { (deadline, Input::Deadline) } else { (idle, Input::TimedOut) };
         tokio::select! {
-            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.buf)) => match read {
-                Err(_) => Ok(Input::TimedOut),
+            read = tokio::time::timeout_at(until, self.stream.read_buf(&mut self.buf)) => match read {
+                Err(_) => Ok(expired),
                 Ok(Ok(0)) => Ok(Input::Closed),
                 Ok(Ok(_)) => Ok(Input::Data),
                 Ok(Err(e)) => Err(e),
@@ -114,8 +139,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply(&format!("220 {hostname} ESMTP Ferry"));
         self.flush().await?;
         let mut lines = LineReader::default();
+        // When the command line being read must be complete; set when we start waiting for one.
+        let mut line_deadline: Option<Instant> = None;
         loop {
             while let Some(line) = lines.next(&mut self.buf) {
+                line_deadline = None;
                 let keep_going = match line {
                     Line::TooLong => {
                         self.reply("500 5.5.2 Line too long (the limit is 512 octets including CRLF)");
@@ -129,11 +157,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             self.flush().await?;
-            match self.read_more().await? {
+            let deadline =
+                *line_deadline.get_or_insert_with(|| Instant::now() + self.settings.command_timeout);
+            match self.read_more(deadline).await? {
                 Input::Data => {}
                 Input::Closed => return Ok(()),
                 Input::TimedOut => {
                     self.reply(&format!("421 4.4.2 {hostname} Idle timeout, closing connection"));
+                    return self.flush().await;
+                }
+                Input::Deadline => {
+                    tracing::info!(peer = %self.conn.peer, "command line not complete within smtp.command_timeout; disconnected");
+                    self.reply(&format!("421 4.4.2 {hostname} Command timeout, closing connection"));
                     return self.flush().await;
                 }
                 Input::ShuttingDown => {
@@ -240,6 +275,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(true)
     }
 
+    /// `[smtp] invalid_line_endings` (SMTP smuggling): refuse, repair or keep a message holding a
+    /// bare LF or bare CR, before any policy event sees it.
+    fn line_endings(&self, body: Vec<u8>) -> Result<Vec<u8>, Reply> {
+        match self.settings.invalid_line_endings {
+            InvalidLineEndings::Allow => Ok(body),
+            InvalidLineEndings::Fix => Ok(match line_endings::to_crlf(&body) {
+                std::borrow::Cow::Borrowed(_) => body,
+                std::borrow::Cow::Owned(fixed) => fixed,
+            }),
+            InvalidLineEndings::Deny => match line_endings::find_bare(&body) {
+                None => Ok(body),
+                Some((bare, at)) => Err(Reply::new(
+                    552,
+                    "5.6.0",
+                    format!(
+                        "Message refused: {} at octet {at} of the message data; every line must end with CRLF",
+                        bare.name()
+                    ),
+                )),
+            },
+        }
+    }
+
     async fn data(&mut self) -> std::io::Result<bool> {
         if self.tx.sender.is_none() {
             self.reply("503 5.5.1 Need MAIL FROM first");
@@ -252,16 +310,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.reply("354 Start mail input; end with <CRLF>.<CRLF>");
         self.flush().await?;
         let mut reader = DataReader::new(self.settings.max_message_size);
+        let deadline = Instant::now() + self.settings.data_timeout;
         let outcome = loop {
             let (used, done) = reader.feed(&self.buf);
             self.buf.advance(used);
             if let Some(outcome) = done {
                 break outcome;
             }
-            match self.read_more().await? {
+            match self.read_more(deadline).await? {
                 Input::Data => {}
                 // Mid-DATA disconnect or timeout: the partial message is simply dropped.
                 Input::Closed => return Ok(false),
+                Input::Deadline => {
+                    tracing::info!(peer = %self.conn.peer, "DATA not complete within smtp.data_timeout; disconnected");
+                    self.reply("421 4.4.2 DATA timeout (smtp.data_timeout); message not accepted");
+                    return Ok(false);
+                }
                 Input::TimedOut | Input::ShuttingDown => {
                     self.reply("421 4.4.2 Timeout or shutdown during DATA; message not accepted");
                     return Ok(false);
@@ -279,9 +343,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "5.5.2",
                 format!("Message refused: a line exceeds {MAX_TEXT_LINE} octets (RFC 5321)"),
             ),
-            DataOutcome::Complete(body) => {
-                self.reception.receive(&self.conn, sender.clone(), tx.recipients.clone(), body).await
-            }
+            DataOutcome::Complete(body) => match self.line_endings(body) {
+                Ok(body) => {
+                    self.reception.receive(&self.conn, sender.clone(), tx.recipients.clone(), body).await
+                }
+                Err(reply) => reply,
+            },
         };
         if reply.code >= 400 {
             let recipient = tx.recipients.first().cloned().unwrap_or_default();
