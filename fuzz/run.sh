@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 seconds=${1:-600}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(smtp_command smtp_data xfer_frame queue_name x_schedule toml_config)
+[ ${#targets[@]} -gt 0 ] || targets=(smtp_command smtp_data smtp_wire xfer_frame queue_name x_schedule toml_config)
 cargo +nightly fuzz build >/dev/null 2>&1 || { echo "cargo +nightly fuzz build failed"; exit 1; }
 run() {
   local t=$1

@@ -143,3 +143,44 @@ fn a_policy_that_errors_in_every_event_refuses_cleanly_and_keeps_what_it_accepte
     assert_eq!(spooled.len(), 2, "the refused messages were not stored");
     still_serving(&node, &kept);
 }
+
+/// DATA with exact bytes: the body as given, then the terminator.
+fn data_reply(c: &mut RawSmtp, body: &[u8]) -> ferry_integration_tests::smtp::SmtpReply {
+    assert_eq!(c.cmd("MAIL FROM:<s@example.com>").code, 250);
+    assert_eq!(c.cmd("RCPT TO:<r@example.com>").code, 250);
+    assert_eq!(c.cmd("DATA").code, 354);
+    c.send(body);
+    c.send(b".\r\n");
+    c.reply()
+}
+
+#[test]
+fn smuggling_bodies_over_long_lines_and_odd_bytes_in_data() {
+    let (node, kept) = node_with_a_message(HOLD);
+    let mut c = RawSmtp::connect(node.smtp);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    // Smuggling variants: bare LF or bare CR around a dot line; each refused, nothing stored.
+    for body in [
+        &b"Subject: a\r\n\r\nhello\n.\r\nMAIL FROM:<spoof@bank.test>\r\n"[..],
+        b"Subject: b\r\n\r\nhello\r\n.\nMAIL FROM:<spoof@bank.test>\r\n",
+        b"Subject: c\r\n\r\nhello\r.\r\nMAIL FROM:<spoof@bank.test>\r\n",
+        b"Subject: d\r\n\r\nhello\n.\nMAIL FROM:<spoof@bank.test>\r\n",
+    ] {
+        let r = data_reply(&mut c, body);
+        assert_eq!(r.code, 552, "{:?}: {r:?}", String::from_utf8_lossy(body));
+        assert!(r.text.contains("bare"), "{r:?}");
+    }
+    // A 1,001-octet line in DATA (RFC 5321 §4.5.3.1.6), then a body of NULs and high bytes that
+    // is otherwise well formed: the first refused, the second accepted byte for byte.
+    let mut long = b"Subject: long\r\n\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 1000));
+    long.extend_from_slice(b"\r\n");
+    let r = data_reply(&mut c, &long);
+    assert!(r.code == 500 && r.text.contains("1000"), "{r:?}");
+    let odd = b"Subject: odd\r\n\r\n\x00\x01\xff\xfe\x7f\r\n";
+    let r = data_reply(&mut c, odd);
+    assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(c.cmd("NOOP").code, 250, "the session goes on");
+    assert_eq!(node.spool_ids().len(), 2, "only the odd-bytes message joined the kept one");
+    still_serving(&node, &kept);
+}
