@@ -104,6 +104,18 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: usize,
     /// What to do with a message containing a bare LF or bare CR (SMTP smuggling).
     pub invalid_line_endings: InvalidLineEndings,
+    /// How a transaction's recipients are split into messages.
+    pub batch_handling: BatchHandling,
+}
+
+/// `[smtp] batch_handling` (KumoMTA's listener option of the same name and values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum BatchHandling {
+    /// One message per recipient domain: each domain's MX gets only its own recipients.
+    #[default]
+    BatchByDomain,
+    /// One message per recipient.
+    BifurcateAlways,
 }
 
 /// `[smtp] invalid_line_endings` (KumoMTA's listener option of the same name and values).
@@ -134,6 +146,7 @@ impl Default for SmtpConfig {
             max_connections: 2000,
             max_connections_per_ip: 100,
             invalid_line_endings: InvalidLineEndings::Deny,
+            batch_handling: BatchHandling::BatchByDomain,
         }
     }
 }

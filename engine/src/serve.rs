@@ -181,6 +181,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         spool: spool_writer.clone(),
         policy,
         logger,
+        batch_handling: config.smtp.batch_handling,
         queues: Some(queues.clone()),
     });
     let settings = Arc::new(SessionSettings {

@@ -101,12 +101,18 @@ impl RawSmtp {
     }
 }
 
-/// The message id in a `250 2.0.0 OK id=<id>` reply.
+/// The (first) message id in a `250 2.0.0 OK ids=<id> <id>…` reply.
 pub fn queued_id(reply: &SmtpReply) -> String {
-    reply
+    queued_ids(reply).swap_remove(0)
+}
+
+/// Every message id in a `250 2.0.0 OK ids=<id> <id>…` reply (one per recipient domain).
+pub fn queued_ids(reply: &SmtpReply) -> Vec<String> {
+    let ids: Vec<String> = reply
         .text
-        .split("id=")
-        .nth(1)
-        .map(|s| s.split_whitespace().next().unwrap_or("").to_string())
-        .unwrap_or_else(|| panic!("no id in {reply:?}"))
+        .split_once("ids=")
+        .map(|(_, ids)| ids.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default();
+    assert!(!ids.is_empty(), "no ids in {reply:?}");
+    ids
 }

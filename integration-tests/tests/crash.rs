@@ -76,7 +76,7 @@ fn client(addr: SocketAddr, header: String, acked: Arc<Mutex<Vec<String>>>, stop
         }
         match reply() {
             Some(l) if l.starts_with("250") => {
-                let id = l.split("id=").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
+                let id = l.split("ids=").nth(1).map(|s| s.trim().to_string()).unwrap_or_default();
                 acked.lock().unwrap().push(id);
             }
             _ => return,

@@ -40,7 +40,7 @@ fn message_sent_with_an_smtp_library_is_spooled_and_logged() {
     let response = mailer.send_raw(&envelope, BODY.as_bytes()).expect("ferry accepts the message");
     assert_eq!(response.code().to_string(), "250");
     let text = response.message().collect::<Vec<_>>().join(" ");
-    let id = text.split("id=").nth(1).expect("id in reply").trim().to_string();
+    let id = text.split("ids=").nth(1).expect("ids in reply").trim().to_string();
 
     let reception = node.wait_records("Reception", 1).remove(0);
     assert_eq!(reception["id"], id.as_str());

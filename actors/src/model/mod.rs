@@ -12,6 +12,7 @@ pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
 pub mod admin;
+pub mod batch;
 pub mod insert_context;
 pub mod line_endings;
 pub mod queue_config;

@@ -10,11 +10,12 @@ use crate::logging::Logger;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name::NULL_QUEUE;
 use crate::model::record::PeerAddress;
-use crate::model::{Message, MessageIdGenerator, RecordType, Response, headers};
+use crate::model::{Message, MessageIdGenerator, RecordType, Response, batch, headers};
 use crate::policy::{PolicyError, PolicyPool};
 use crate::queue::{Attempt, Insert, QueueManager, Records};
 use crate::spool::{SpoolOp, SpoolWriter};
 use actix::Addr;
+use ferry_config::BatchHandling;
 use tokio::sync::oneshot;
 
 /// Everything a session needs to accept a message. Shared by all sessions.
@@ -24,6 +25,7 @@ pub struct Reception {
     pub spool: SpoolWriter,
     pub policy: PolicyPool,
     pub logger: Logger,
+    pub batch_handling: BatchHandling,
     /// Where spooled messages go; None only in tests of reception alone.
     pub queues: Option<Addr<QueueManager>>,
 }
@@ -57,8 +59,18 @@ impl Reply {
     }
 }
 
+/// One message of a transaction, ready to be spooled.
+struct Part {
+    msg: Message,
+    queue: String,
+    rebinds: Vec<crate::policy::RebindNote>,
+}
+
 impl Reception {
-    /// Accept (or refuse) one message. The reply is final: 250 means it is durably spooled.
+    /// Accept (or refuse) one transaction. The reply is final: 250 means every message it made is
+    /// durably spooled. The recipients become one message per domain (or per recipient, by
+    /// `[smtp] batch_handling`), each with its own id, policy event, Reception record and queue,
+    /// all spooled in one group commit.
     pub async fn receive(
         &self,
         conn: &Connection,
@@ -66,6 +78,74 @@ impl Reception {
         recipients: Vec<String>,
         body: Vec<u8>,
     ) -> Reply {
+        let mut groups = batch::split(recipients, self.batch_handling);
+        let last = groups.pop().unwrap_or_default();
+        let mut parts = Vec::with_capacity(groups.len() + 1);
+        for rcpts in groups {
+            match self.prepare(conn, sender.clone(), rcpts, body.clone()).await {
+                Ok(part) => parts.push(part),
+                Err(reply) => return reply,
+            }
+        }
+        match self.prepare(conn, sender, last, body).await {
+            Ok(part) => parts.push(part),
+            Err(reply) => return reply,
+        }
+
+        // SPEC §1.5: the null queue discards at reception; nothing is spooled.
+        let puts: Vec<SpoolOp> = parts
+            .iter()
+            .filter(|p| p.queue != NULL_QUEUE)
+            .map(|p| SpoolOp::Put {
+                id: p.msg.id,
+                meta: p.msg.spool_meta().to_bytes(),
+                data: Some(p.msg.data.clone()),
+            })
+            .collect();
+        if !puts.is_empty()
+            && let Err(e) = self.spool.commit(puts).await
+        {
+            let ids: Vec<String> = parts.iter().map(|p| p.msg.id.to_string()).collect();
+            tracing::error!(ids = ?ids, error = %e, "spool write failed; message refused with 451");
+            return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+        }
+
+        for part in &parts {
+            let mut record = self.logger.record(RecordType::Reception, &part.msg, &part.queue);
+            record.peer_address =
+                Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
+            self.logger.log(&record);
+            // kumo.xfer.xfer(msg, url, reason) in the handler: the move is saved, so log it now.
+            for note in &part.rebinds {
+                self.logger.rebind(&part.msg, &note.from, &note.to, &note.reason);
+            }
+        }
+
+        let mut accepted = Vec::with_capacity(parts.len());
+        let mut refusal = None;
+        for part in parts {
+            let id = part.msg.id;
+            match self.insert(part).await {
+                Ok(()) => accepted.push(id.to_string()),
+                Err(reply) => refusal = Some(reply),
+            }
+        }
+        match refusal {
+            Some(reply) if accepted.is_empty() => reply,
+            Some(_) => Reply::new(250, "2.0.0", format!("PARTIAL ids={}", accepted.join(" "))),
+            None => Reply::new(250, "2.0.0", format!("OK ids={}", accepted.join(" "))),
+        }
+    }
+
+    /// Make one message of the transaction and run `smtp_server_message_received` on it. An Err is
+    /// the reply for the whole transaction (a policy refusal refuses every part).
+    async fn prepare(
+        &self,
+        conn: &Connection,
+        sender: String,
+        recipients: Vec<String>,
+        body: Vec<u8>,
+    ) -> Result<Part, Reply> {
         let id = self.ids.generate();
         let data = with_received_header(&self.hostname, conn, &id.to_string(), &recipients, body);
         let mut msg = Message::new(id, sender, recipients, Bytes::from(data));
@@ -91,7 +171,7 @@ impl Reception {
                 .await;
             let (returned, outcome, notes) = match call {
                 Ok(triple) => triple,
-                Err(_) => return Reply::new(421, "4.3.2", "Service shutting down; try again later"),
+                Err(_) => return Err(Reply::new(421, "4.3.2", "Service shutting down; try again later")),
             };
             msg = returned;
             rebinds = notes;
@@ -99,45 +179,31 @@ impl Reception {
                 Ok(()) => {}
                 Err(PolicyError::Rejected { code, text }) => {
                     let code = if (400..600).contains(&code) { code } else { 550 };
-                    return Reply { code, enhanced: None, text };
+                    return Err(Reply { code, enhanced: None, text });
                 }
                 Err(e) => {
                     tracing::error!(id = %msg.id, error = %e, "smtp_server_message_received failed; message refused with 451");
-                    return Reply::new(451, "4.3.0", "Temporary policy failure; try again later");
+                    return Err(Reply::new(451, "4.3.0", "Temporary policy failure; try again later"));
                 }
             }
         }
 
-        let queue = match msg.queue_name() {
-            Ok(q) => q,
+        match msg.queue_name() {
+            Ok(queue) => Ok(Part { msg, queue, rebinds }),
             Err(e) => {
                 tracing::error!(id = %msg.id, error = %e, "cannot compute queue name; message refused with 451");
-                return Reply::new(451, "4.3.0", format!("Cannot compute queue name: {e}"));
-            }
-        };
-
-        if queue != NULL_QUEUE {
-            // SPEC §1.5: the null queue discards at reception; nothing is spooled.
-            let put =
-                SpoolOp::Put { id: msg.id, meta: msg.spool_meta().to_bytes(), data: Some(msg.data.clone()) };
-            if let Err(e) = self.spool.commit(vec![put]).await {
-                tracing::error!(id = %msg.id, error = %e, "spool write failed; message refused with 451");
-                return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+                Err(Reply::new(451, "4.3.0", format!("Cannot compute queue name: {e}")))
             }
         }
+    }
 
-        let mut record = self.logger.record(RecordType::Reception, &msg, &queue);
-        record.peer_address = Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
-        self.logger.log(&record);
-        // kumo.xfer.xfer(msg, url, reason) in the handler: the move is saved, so log it now.
-        for note in rebinds {
-            self.logger.rebind(&msg, &note.from, &note.to, &note.reason);
-        }
-        let reply = Reply::new(250, "2.0.0", format!("OK id={}", msg.id));
+    /// Hand a spooled part to its queue; if the queue cannot be made, unwind it (SPEC §2.1).
+    async fn insert(&self, part: Part) -> Result<(), Reply> {
+        let Part { msg, queue, .. } = part;
+        let Some(queues) = &self.queues else { return Ok(()) };
         if queue == NULL_QUEUE {
-            return reply;
+            return Ok(());
         }
-        let Some(queues) = &self.queues else { return reply };
         let (tx, rx) = oneshot::channel();
         let kept = Message { data: Bytes::new(), ..msg.clone() };
         queues.do_send(Insert {
@@ -147,9 +213,9 @@ impl Reception {
             check_expiry: false,
         });
         match rx.await {
-            Ok(Ok(())) => reply,
-            Ok(Err(e)) => self.unwind(kept, &queue, &e).await,
-            Err(_) => self.unwind(kept, &queue, "queue manager stopped").await,
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.unwind(kept, &queue, &e).await),
+            Err(_) => Err(self.unwind(kept, &queue, "queue manager stopped").await),
         }
     }
 
