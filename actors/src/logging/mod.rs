@@ -9,6 +9,7 @@
 //! expect a partial zstd frame at the end.
 
 mod logger;
+mod spill;
 pub mod segment_reader;
 pub mod segment_writer;
 
