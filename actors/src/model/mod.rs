@@ -12,6 +12,7 @@ pub mod throttle;
 pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
+pub mod address;
 pub mod admin;
 pub mod insert_context;
 pub mod queue_config;
