@@ -131,6 +131,9 @@ pub struct Metrics {
     pub connections_denied: AtomicU64,
     /// One entry per xfer target actor, by target URL.
     pub xfer_targets: Mutex<BTreeMap<String, Arc<XferTargetStats>>>,
+    /// Log records lost because the log disk refused them for too long (or no segment could be
+    /// created).
+    pub log_records_dropped: AtomicU64,
     /// The latest log records (JSON lines), newest last, for the dashboard.
     recent: Mutex<std::collections::VecDeque<String>>,
 }

@@ -43,6 +43,11 @@ fn head(m: &Metrics) -> String {
     for (name, help, value) in m.totals() {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
     }
+    let dropped = m.log_records_dropped.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP log_records_dropped Log records lost because the log disk refused them\n# TYPE log_records_dropped counter\nlog_records_dropped {dropped}"
+    );
     histogram(
         &mut out,
         "spool_commit_seconds",

@@ -11,6 +11,7 @@
 mod logger;
 pub mod segment_reader;
 pub mod segment_writer;
+mod spill;
 
 pub use logger::Logger;
 pub use segment_reader::{for_each_line, is_complete, list_segments, read_segment_lines};

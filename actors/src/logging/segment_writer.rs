@@ -15,7 +15,7 @@
 //!    complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::spill::Spill;
+use crate::model::throttle::Throttle;
 
 /// strftime pattern of segment file names (UTC open time, nanosecond precision).
 pub const SEGMENT_NAME_FORMAT: &str = "%Y%m%d-%H%M%S.%f";
@@ -185,11 +188,11 @@ fn segment_name(opened: DateTime<Utc>) -> String {
     opened.format(SEGMENT_NAME_FORMAT).to_string()
 }
 
-/// The encoder stack of an open segment.
+/// The encoder stack of an open segment. It writes into memory ([`Spill`]); `persist` moves
+/// the bytes to the file.
 enum Output {
-    Plain(BufWriter<File>),
-    // zstd buffers its output internally, so no BufWriter underneath.
-    Zstd(zstd::stream::write::Encoder<'static, File>),
+    Plain(Spill<File>),
+    Zstd(zstd::stream::write::Encoder<'static, Spill<File>>),
 }
 
 impl Output {
@@ -202,7 +205,7 @@ impl Output {
         w.write_all(b"\n")
     }
 
-    /// Make everything written so far readable: ends the current zstd block and writes it out.
+    /// End the current zstd block, so everything written so far decodes once persisted.
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Output::Plain(w) => w.flush(),
@@ -210,10 +213,24 @@ impl Output {
         }
     }
 
-    /// Finish the zstd frame and return the file.
-    fn finish(self) -> io::Result<File> {
+    fn spill(&self) -> &Spill<File> {
         match self {
-            Output::Plain(w) => w.into_inner().map_err(io::IntoInnerError::into_error),
+            Output::Plain(s) => s,
+            Output::Zstd(w) => w.get_ref(),
+        }
+    }
+
+    fn spill_mut(&mut self) -> &mut Spill<File> {
+        match self {
+            Output::Plain(s) => s,
+            Output::Zstd(w) => w.get_mut(),
+        }
+    }
+
+    /// Finish the zstd frame (into memory, like every write).
+    fn finish(self) -> io::Result<Spill<File>> {
+        match self {
+            Output::Plain(s) => Ok(s),
             Output::Zstd(w) => w.finish(),
         }
     }
@@ -228,28 +245,63 @@ struct Segment {
     deadline: Option<Instant>,
 }
 
+/// A finished segment whose last bytes the disk has not taken yet.
+struct Closing {
+    path: PathBuf,
+    spill: Spill<File>,
+}
+
+/// Encoded bytes kept in memory while the disk refuses them. Past this, *new* records are
+/// dropped and counted: the file stays a gap-free prefix of what was logged, and the compressed
+/// stream already in memory cannot lose its oldest records anyway. 64 MiB of zstd is several
+/// hundred thousand records.
+const MAX_PENDING_BYTES: usize = 64 << 20;
+
+/// How soon a failing segment is retried when no new record comes to retry it.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// While writes keep failing, at most one error line per this long.
+const ERROR_INTERVAL: Duration = Duration::from_secs(60);
+
 /// State owned by the writer thread.
 struct SegmentWriter {
     cfg: SegmentConfig,
     current: Option<Segment>,
+    closing: Option<Closing>,
     /// Open time used for the previous segment name; new names are strictly later, so names
     /// stay unique and sort in write order even if the clock stalls or steps back.
     last_opened: Option<DateTime<Utc>>,
+    /// [`MAX_PENDING_BYTES`], smaller in tests.
+    pending_limit: usize,
+    /// Since when writes have been failing (set by the first reported error).
+    failing_since: Option<Instant>,
+    /// Records lost since the trouble began (reported with each error and on recovery).
+    dropped: u64,
+    errors: Throttle,
 }
 
 impl SegmentWriter {
     fn new(cfg: SegmentConfig) -> Self {
-        SegmentWriter { cfg, current: None, last_opened: None }
+        SegmentWriter {
+            cfg,
+            current: None,
+            closing: None,
+            last_opened: None,
+            pending_limit: MAX_PENDING_BYTES,
+            failing_since: None,
+            dropped: 0,
+            errors: Throttle::new(ERROR_INTERVAL),
+        }
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
         loop {
-            // With a segment open, wake at its deadline so a quiet writer still closes it.
-            let first = match self.current.as_ref().and_then(|s| s.deadline) {
-                Some(deadline) => match rx.recv_deadline(deadline) {
+            // Wake without a record to retry a failing write, or to close an aged segment.
+            let first = match self.wake_at() {
+                Some(at) => match rx.recv_deadline(at) {
                     Ok(msg) => msg,
                     Err(RecvTimeoutError::Timeout) => {
-                        self.close_current();
+                        self.tick();
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -266,7 +318,7 @@ impl SegmentWriter {
                 match msg {
                     Msg::Line(line) => self.write_record(&line),
                     Msg::Shutdown(ack) => {
-                        self.close_current();
+                        self.close_all();
                         let dropped = rx.try_iter().filter(|m| matches!(m, Msg::Line(_))).count();
                         if dropped > 0 {
                             tracing::warn!(dropped, "log records queued after shutdown were dropped");
@@ -280,45 +332,116 @@ impl SegmentWriter {
             self.flush_current();
         }
         // Every handle was dropped without shutdown.
-        self.close_current();
+        self.close_all();
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        if self.failing() {
+            return Some(Instant::now() + RETRY_INTERVAL);
+        }
+        self.current.as_ref().and_then(|s| s.deadline)
+    }
+
+    /// Nothing arrived before `wake_at`: retry, then close the segment if it is due.
+    fn tick(&mut self) {
+        self.flush_current();
+        if self.rotation_due() {
+            self.close_current();
+        }
+    }
+
+    /// Bytes are waiting for the disk. A failing segment is neither rotated nor replaced: a new
+    /// file would only be one more the disk cannot take.
+    fn failing(&self) -> bool {
+        self.closing.is_some() || self.current.as_ref().is_some_and(|s| s.out.spill().failing())
+    }
+
+    fn pending_bytes(&self) -> usize {
+        self.closing.as_ref().map_or(0, |c| c.spill.pending())
+            + self.current.as_ref().map_or(0, |s| s.out.spill().pending())
+    }
+
+    fn rotation_due(&self) -> bool {
+        !self.failing()
+            && self.current.as_ref().is_some_and(|s| s.deadline.is_some_and(|d| Instant::now() >= d))
     }
 
     fn write_record(&mut self, line: &str) {
         // A busy writer may never time out in recv, so also check the age here.
-        if self.current.as_ref().is_some_and(|s| s.deadline.is_some_and(|d| Instant::now() >= d)) {
+        if self.rotation_due() {
             self.close_current();
+        }
+        if self.pending_bytes() >= self.pending_limit {
+            self.drop_record();
+            let limit = self.pending_limit;
+            self.report(
+                "log records over the in-memory limit while the disk refuses them; dropping new ones",
+                &format!("{limit} bytes are waiting"),
+            );
+            return;
         }
         if self.current.is_none() {
             self.current = self.open_segment();
         }
         let Some(seg) = self.current.as_mut() else {
-            return; // open_segment already logged why; the record is lost.
+            self.drop_record(); // open_segment already reported why.
+            return;
         };
         match seg.out.write_record(line) {
             Ok(()) => {
                 seg.written += line.len() as u64 + 1;
-                if seg.written >= self.cfg.max_file_size {
+                if seg.written >= self.cfg.max_file_size && !self.failing() {
                     self.close_current();
                 }
             }
+            // The bytes go to memory, so only the encoder itself can fail here.
             Err(error) => {
                 tracing::error!(
                     file = %seg.path.display(), %error,
-                    "cannot write log record; abandoning segment"
+                    "cannot encode log record; abandoning segment"
                 );
                 self.abandon_current();
             }
         }
     }
 
-    /// Create the next segment file; logs and returns `None` on failure.
+    fn drop_record(&mut self) {
+        self.dropped += 1;
+        crate::metrics::metrics().log_records_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A write problem, logged at most once per [`ERROR_INTERVAL`] with what is at stake.
+    fn report(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        self.failing_since.get_or_insert(now);
+        if let Some(suppressed) = self.errors.hit(now) {
+            tracing::error!(
+                dir = %self.cfg.dir.display(), %error, pending_bytes = self.pending_bytes(),
+                dropped = self.dropped, suppressed, "{what}"
+            );
+        }
+    }
+
+    /// Everything pending reached the disk: say so once, with what was lost meanwhile.
+    fn note_recovery(&mut self) {
+        if self.failing() {
+            return;
+        }
+        if let Some(since) = self.failing_since.take() {
+            tracing::warn!(
+                dir = %self.cfg.dir.display(), after = ?since.elapsed(), dropped = self.dropped,
+                "log writes recovered; records kept in memory meanwhile are on disk"
+            );
+            self.dropped = 0;
+            self.errors.reset();
+        }
+    }
+
+    /// Create the next segment file; reports and returns `None` on failure.
     fn open_segment(&mut self) -> Option<Segment> {
         // Re-created on every open in case the directory was removed under us.
         if let Err(error) = fs::create_dir_all(&self.cfg.dir) {
-            tracing::error!(
-                dir = %self.cfg.dir.display(), %error,
-                "cannot create log directory; dropping log record"
-            );
+            self.report("cannot create log directory; dropping log records", &error);
             return None;
         }
         let mut opened = Utc::now();
@@ -338,26 +461,21 @@ impl SegmentWriter {
                 // back): try the next nanosecond.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => opened = bump(opened),
                 Err(error) => {
-                    tracing::error!(
-                        file = %path.display(), %error,
-                        "cannot create log segment; dropping log record"
-                    );
+                    self.report("cannot create log segment; dropping log records", &error);
                     return None;
                 }
             }
         }
-        tracing::error!(
-            dir = %self.cfg.dir.display(),
-            "no free log segment name; dropping log record"
-        );
+        self.report("no free log segment name; dropping log records", &"every name tried exists");
         None
     }
 
     fn new_segment(&self, path: PathBuf, file: File) -> Option<Segment> {
+        let spill = Spill::new(file);
         let out = match self.cfg.compression {
-            Compression::None => Ok(Output::Plain(BufWriter::new(file))),
+            Compression::None => Ok(Output::Plain(spill)),
             Compression::Zstd { level } => {
-                zstd::stream::write::Encoder::new(file, level).and_then(|mut enc| {
+                zstd::stream::write::Encoder::new(spill, level).and_then(|mut enc| {
                     enc.include_checksum(true)?;
                     Ok(Output::Zstd(enc))
                 })
@@ -382,36 +500,71 @@ impl SegmentWriter {
         }
     }
 
+    /// Move what is pending to disk: the closing segment's tail first, then the current one.
+    /// A failure keeps the bytes for the next try (the next drain, or `tick`).
     fn flush_current(&mut self) {
-        if let Some(seg) = self.current.as_mut()
-            && let Err(error) = seg.out.flush()
-        {
-            tracing::error!(
-                file = %seg.path.display(), %error,
-                "cannot flush log segment; abandoning it"
-            );
+        if let Some(closing) = self.closing.as_mut() {
+            if let Err(error) = closing.spill.persist() {
+                self.report("cannot write log segment; its records stay in memory and are retried", &error);
+                return;
+            }
+            let Closing { path, spill } = self.closing.take().expect("checked above");
+            complete(&path, spill.into_file());
+        }
+        let Some(seg) = self.current.as_mut() else {
+            self.note_recovery();
+            return;
+        };
+        if let Err(error) = seg.out.flush() {
+            tracing::error!(file = %seg.path.display(), %error, "cannot encode log segment; abandoning it");
             self.abandon_current();
+            return;
+        }
+        match seg.out.spill_mut().persist() {
+            Ok(()) => self.note_recovery(),
+            Err(error) => {
+                self.report("cannot write log segment; its records stay in memory and are retried", &error)
+            }
         }
     }
 
-    /// Finish the frame, sync, and mark the segment complete.
+    /// Finish the frame and hand the segment to `closing`, which writes its tail, syncs and
+    /// marks it complete (now, or once the disk takes it).
     fn close_current(&mut self) {
         let Some(seg) = self.current.take() else {
             return;
         };
-        // Sync before clearing the write bits so a "complete" file is not missing its tail
-        // after a power loss. Once per segment, so the cost is negligible.
-        if let Err(error) = seg.out.finish().and_then(|file| file.sync_all()) {
-            tracing::error!(file = %seg.path.display(), %error, "cannot finish log segment");
+        if let Some(stuck) = self.closing.take() {
+            give_up(stuck); // Not reached: a failing writer does not rotate.
         }
-        if let Err(error) = mark_complete(&seg.path) {
-            tracing::error!(file = %seg.path.display(), %error, "cannot mark log segment complete");
+        match seg.out.finish() {
+            Ok(spill) => self.closing = Some(Closing { path: seg.path, spill }),
+            Err(error) => {
+                tracing::error!(file = %seg.path.display(), %error, "cannot finish log segment");
+                if let Err(error) = mark_complete(&seg.path) {
+                    tracing::error!(file = %seg.path.display(), %error, "cannot mark log segment complete");
+                }
+            }
+        }
+        self.flush_current();
+    }
+
+    /// At shutdown: one last try for everything, then give up on what the disk still refuses
+    /// (waiting longer would hang the node's exit).
+    fn close_all(&mut self) {
+        self.flush_current();
+        if let Some(stuck) = self.closing.take() {
+            give_up(stuck);
+        }
+        self.close_current();
+        if let Some(stuck) = self.closing.take() {
+            give_up(stuck);
         }
     }
 
-    /// After an I/O error: drop the encoder without finishing and mark the file complete anyway,
-    /// so readers stop waiting for it (they accept a truncated frame). The next record opens a
-    /// new segment.
+    /// After an encoder error: drop the encoder without finishing and mark the file complete
+    /// anyway, so readers stop waiting for it (they accept a truncated frame). The next record
+    /// opens a new segment.
     fn abandon_current(&mut self) {
         if let Some(seg) = self.current.take() {
             let path = seg.path;
@@ -423,6 +576,29 @@ impl SegmentWriter {
                 );
             }
         }
+    }
+}
+
+/// Sync before clearing the write bits so a "complete" file is not missing its tail after a
+/// power loss. Once per segment, so the cost is negligible.
+fn complete(path: &Path, file: File) {
+    if let Err(error) = file.sync_all() {
+        tracing::error!(file = %path.display(), %error, "cannot sync log segment");
+    }
+    if let Err(error) = mark_complete(path) {
+        tracing::error!(file = %path.display(), %error, "cannot mark log segment complete");
+    }
+}
+
+/// Mark a segment whose tail never reached the disk complete anyway; readers accept the
+/// truncated frame.
+fn give_up(stuck: Closing) {
+    tracing::error!(
+        file = %stuck.path.display(), lost_bytes = stuck.spill.pending(),
+        "the end of a log segment could not be written and is lost"
+    );
+    if let Err(error) = mark_complete(&stuck.path) {
+        tracing::error!(file = %stuck.path.display(), %error, "cannot mark log segment complete");
     }
 }
 
@@ -686,6 +862,96 @@ mod tests {
         w.write_record("b");
         w.close_current();
         assert_eq!(all_lines(&log_dir), ["b"]);
+    }
+
+    /// Point the open segment at /dev/full (every write: ENOSPC); returns its real file.
+    fn fill_disk(w: &mut SegmentWriter) -> File {
+        let full = OpenOptions::new().write(true).open("/dev/full").unwrap();
+        std::mem::replace(w.current.as_mut().unwrap().out.spill_mut().file_mut(), full)
+    }
+
+    fn free_disk(w: &mut SegmentWriter, file: File) {
+        *w.current.as_mut().unwrap().out.spill_mut().file_mut() = file;
+    }
+
+    #[test]
+    fn a_full_disk_keeps_records_in_the_same_segment_until_it_has_room() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config(dir.path(), Compression::Zstd { level: 0 });
+        cfg.max_file_size = 500; // would rotate several times over if the disk had room
+        let mut w = SegmentWriter::new(cfg);
+        let input = records(200);
+        w.write_record(&input[0]);
+        w.flush_current();
+        let file = fill_disk(&mut w);
+        for line in &input[1..] {
+            w.write_record(line);
+            w.flush_current();
+        }
+        w.tick(); // the timer's retry, still refused
+        assert!(w.failing());
+        assert!(w.pending_bytes() > 0);
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1, "no new segment while failing");
+        assert_eq!(all_lines(dir.path()), input[..1], "the file holds a clean prefix");
+
+        free_disk(&mut w, file);
+        w.tick();
+        assert!(!w.failing());
+        assert_eq!((w.pending_bytes(), w.dropped, w.failing_since), (0, 0, None));
+        assert_eq!(all_lines(dir.path()), input, "every record kept while full is on disk, in order");
+        // Rotation resumes once the disk takes writes again: the oversized segment closes on
+        // its next record, the one after opens a new file.
+        w.write_record("after");
+        w.write_record("next");
+        w.close_all();
+        let segs = list_segments(dir.path()).unwrap();
+        assert_eq!(segs.len(), 2);
+        assert!(segs.iter().all(|s| is_complete(s).unwrap()));
+        zstd::decode_all(fs::File::open(&segs[0]).unwrap()).unwrap();
+        assert_eq!(read_segment_lines(&segs[1]).unwrap(), ["next"]);
+    }
+
+    #[test]
+    fn past_the_memory_bound_new_records_are_dropped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::new(config(dir.path(), Compression::None));
+        w.pending_limit = 100;
+        w.write_record("first");
+        w.flush_current();
+        let file = fill_disk(&mut w);
+        let before = crate::metrics::metrics().log_records_dropped.load(Ordering::Relaxed);
+        let input: Vec<String> = (0..50).map(|i| format!("record-{i:02}")).collect(); // 10 bytes + \n
+        for line in &input {
+            w.write_record(line);
+            w.flush_current();
+        }
+        // 10 records fill the 100 bytes (110 pending); the other 40 are dropped.
+        assert_eq!(w.dropped, 40);
+        assert!(crate::metrics::metrics().log_records_dropped.load(Ordering::Relaxed) >= before + 40);
+        free_disk(&mut w, file);
+        w.tick();
+        w.write_record("later");
+        w.close_all();
+        let mut expected = vec!["first".to_string()];
+        expected.extend(input[..10].iter().cloned());
+        expected.push("later".into());
+        assert_eq!(all_lines(dir.path()), expected, "a gap-free prefix, then the records after");
+    }
+
+    #[test]
+    fn shutdown_on_a_full_disk_gives_up_and_marks_the_segment_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SegmentWriter::new(config(dir.path(), Compression::Zstd { level: 0 }));
+        w.write_record("kept");
+        w.flush_current();
+        let _file = fill_disk(&mut w);
+        w.write_record("lost");
+        w.close_all();
+        assert!(w.current.is_none() && w.closing.is_none());
+        let segs = list_segments(dir.path()).unwrap();
+        assert_eq!(segs.len(), 1);
+        assert!(is_complete(&segs[0]).unwrap(), "readers must not wait for it forever");
+        assert_eq!(all_lines(dir.path()), ["kept"]);
     }
 
     #[test]

@@ -7,10 +7,12 @@ pub mod message;
 pub mod queue_name;
 pub mod record;
 pub mod scheduling;
+pub mod throttle;
 
 pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
+pub mod address;
 pub mod admin;
 pub mod batch;
 pub mod insert_context;

@@ -1,5 +1,7 @@
 //! ESMTP command parsing (RFC 5321 §4.1): pure functions over one command line (without CRLF).
 
+use crate::model::address;
+
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -126,24 +128,9 @@ fn path_after<'a>(rest: &'a str, keyword: &str) -> Result<(String, Vec<&'a str>)
     Ok((address.to_string(), params))
 }
 
+/// The shared address rule (`model::address`), as this listener's 501 reply.
 fn check_mailbox(address: &str) -> Result<(), CommandError> {
-    let Some((local, domain)) = address.rsplit_once('@') else {
-        return Err(CommandError::Syntax("the address needs a domain (user@domain)"));
-    };
-    let quoted = local.len() >= 2 && local.starts_with('"') && local.ends_with('"');
-    if local.is_empty() || (!quoted && local.contains([' ', '<', '>', '(', ')', ',', ';', '\\', '"'])) {
-        return Err(CommandError::Syntax("bad local part"));
-    }
-    let literal = domain.starts_with('[') && domain.ends_with(']');
-    let valid_domain = !domain.is_empty()
-        && (literal
-            || domain.split('.').all(|label| {
-                !label.is_empty() && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-            }));
-    if !valid_domain {
-        return Err(CommandError::Syntax("bad domain"));
-    }
-    Ok(())
+    address::check_mailbox(address).map_err(|e| CommandError::Syntax(e.reason()))
 }
 
 #[cfg(test)]

@@ -78,22 +78,35 @@ pub fn encode_batch<'a>(msgs: impl IntoIterator<Item = &'a Message>) -> Vec<u8> 
     gz.finish().expect("writing to memory")
 }
 
-/// Undo `Content-Encoding`, refusing anything over `limit` bytes once decompressed.
+/// Undo `Content-Encoding`, refusing anything over `limit` bytes once decompressed, and any
+/// bytes after the compressed stream (they would be silently ignored otherwise: a truncated or
+/// spliced body must not pass as a shorter valid one). Several gzip members one after another
+/// are one valid gzip stream (RFC 1952 §2.2) and decode to their concatenation.
 pub fn decompress(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    let read = |mut r: Box<dyn Read + '_>, what: &'static str, out: &mut Vec<u8>| {
-        r.by_ref()
-            .take(limit as u64 + 1)
-            .read_to_end(out)
-            .map_err(|e| CodecError::Corrupt(what, e.to_string()))
-    };
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => out.extend_from_slice(&body[..body.len().min(limit + 1)]),
         Some("gzip") | Some("x-gzip") => {
-            read(Box::new(flate2::read::GzDecoder::new(body)), "gzip", &mut out)?;
+            let mut rest = body;
+            loop {
+                let mut member = flate2::bufread::GzDecoder::new(rest);
+                read_limited(&mut member, "gzip", limit, &mut out)?;
+                rest = member.into_inner();
+                if rest.is_empty() || out.len() > limit {
+                    break;
+                }
+                if !rest.starts_with(&[0x1f, 0x8b]) {
+                    return Err(trailing("gzip", rest.len()));
+                }
+            }
         }
         Some("deflate") => {
-            read(Box::new(flate2::read::ZlibDecoder::new(body)), "deflate", &mut out)?;
+            let mut stream = flate2::bufread::ZlibDecoder::new(body);
+            read_limited(&mut stream, "deflate", limit, &mut out)?;
+            let rest = stream.into_inner();
+            if !rest.is_empty() && out.len() <= limit {
+                return Err(trailing("deflate", rest.len()));
+            }
         }
         Some(other) => return Err(CodecError::Encoding(other.to_string())),
     };
@@ -101,6 +114,21 @@ pub fn decompress(body: &[u8], encoding: Option<&str>, limit: usize) -> Result<V
         return Err(CodecError::TooLarge(limit));
     }
     Ok(out)
+}
+
+/// Append what `r` decodes to `out`, stopping one byte past `limit` in total.
+fn read_limited(
+    r: &mut impl Read,
+    what: &'static str,
+    limit: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    let room = (limit + 1).saturating_sub(out.len()) as u64;
+    r.take(room).read_to_end(out).map(drop).map_err(|e| CodecError::Corrupt(what, e.to_string()))
+}
+
+fn trailing(what: &'static str, n: usize) -> CodecError {
+    CodecError::Corrupt(what, format!("{n} bytes of trailing data after the end of the {what} stream"))
 }
 
 /// Split a decompressed body into its envelope and message bytes (a slice of `plain`, no copy).
@@ -225,6 +253,38 @@ mod tests {
         let single = unzip(encode(&a));
         // A batch item without size is refused.
         assert!(decode_batch(&single).unwrap_err().to_string().contains("size is missing"));
+    }
+
+    #[test]
+    fn bytes_after_the_compressed_stream_are_refused() {
+        let gz = encode(&message());
+        let plain = decompress(&gz, Some("gzip"), 1 << 20).unwrap();
+        let garbage = [gz.as_slice(), b"garbage"].concat();
+        let err = decompress(&garbage, Some("gzip"), 1 << 20).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::Corrupt("gzip", "7 bytes of trailing data after the end of the gzip stream".into())
+        );
+        let zeros = [gz.as_slice(), &[0, 0, 0, 0]].concat();
+        assert!(decompress(&zeros, Some("gzip"), 1 << 20).is_err(), "padding is trailing data too");
+        // Garbage that starts like a gzip header is a corrupt second member.
+        let fake = [gz.as_slice(), &[0x1f, 0x8b, 0]].concat();
+        assert!(matches!(decompress(&fake, Some("gzip"), 1 << 20), Err(CodecError::Corrupt("gzip", _))));
+        // Two whole members are one multi-member gzip stream.
+        let two = [gz.as_slice(), gz.as_slice()].concat();
+        assert_eq!(decompress(&two, Some("gzip"), 1 << 20).unwrap(), [plain.as_slice(), &plain].concat());
+        // ... and the limit counts them together.
+        assert_eq!(
+            decompress(&two, Some("gzip"), plain.len() + 1),
+            Err(CodecError::TooLarge(plain.len() + 1))
+        );
+
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&plain).unwrap();
+        let z = z.finish().unwrap();
+        assert_eq!(decompress(&z, Some("deflate"), 1 << 20).unwrap(), plain);
+        let err = decompress(&[z.as_slice(), b"x"].concat(), Some("deflate"), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("1 bytes of trailing data"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The receiving side of xfer: `POST /api/xfer/inject/v1` (SPEC §4.3) and its batch form
 //! `POST /api/xfer/inject-batch/v1` (docs/xfer-protocol.md), as functions of the request so the
-//! HTTP layer stays a translator. Nothing is spooled unless the framing is sound, and no message
-//! is acknowledged before the spool commit (with fsync) that makes it true (D16). A batch is one
-//! commit, so one fsync, for all its messages.
+//! HTTP layer stays a translator. Nothing is spooled unless the framing is sound (with no bytes
+//! after the compressed stream) and the envelope addresses pass the SMTP listener's rule
+//! (`model::address`), and no message is acknowledged before the spool commit (with fsync) that
+//! makes it true (D16). A batch is one commit, so one fsync, for all its messages.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::oneshot;
 
 use super::codec::{self, CodecError, Envelope};
+use crate::model::address;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::record::PeerAddress;
 use crate::model::xfer::{derive_id, restore_info};
@@ -110,6 +112,10 @@ async fn inject_all(
                 Ok(id) => id,
                 Err(e) => return Slot::Answered(Err(refused(400, format!("id: {e}")))),
             };
+            // The SMTP listener's address rule (null sender allowed), before anything is stored.
+            if let Err(e) = address::check_envelope(&envelope.sender, &envelope.recipient) {
+                return Slot::Answered(Err(refused(400, e)));
+            }
             // 3. Loop guard (D4: compare the bare UUID).
             if key.0.as_deref() == Some(me.as_str()) {
                 return Slot::Answered(Err(refused(
