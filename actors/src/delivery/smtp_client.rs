@@ -13,7 +13,6 @@ use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use lettre::Address;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -364,13 +363,10 @@ fn client_id(name: &str) -> String {
     }
 }
 
-/// An address we can put between `<` and `>` on a command line: lettre's mailbox rules, and
-/// nothing that could end or split the line.
-fn check_address(addr: &str) -> Result<(), String> {
-    if addr.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'<' || b == b'>') {
-        return Err("control characters or angle brackets in the address".into());
-    }
-    addr.parse::<Address>().map(|_| ()).map_err(|e| e.to_string())
+/// An address we can put between `<` and `>` on a command line: the listener's mailbox rule
+/// (model::address), which also keeps out anything that could end or split the line.
+fn check_address(addr: &str) -> Result<(), &'static str> {
+    crate::model::address::check_mailbox(addr).map_err(|e| e.reason())
 }
 
 /// Every recipient without its own refusal gets `reply`.
