@@ -2,6 +2,7 @@
 //! (id -> raw message bytes). Reads happen anywhere through [`Spool`]; every write goes through the
 //! single [`SpoolWriter`] so commits can be grouped (LMDB allows one writer at a time anyway).
 
+mod commit;
 mod writer;
 
 use std::path::Path;
@@ -24,11 +25,17 @@ pub enum SpoolError {
     Corrupt { id: String, error: String },
     #[error("spool writer has stopped (shutting down)")]
     WriterStopped,
+    /// The map (`spool.map_size`) has no room for this write; deliveries free it again.
+    #[error("spool full: no room left in spool.map_size")]
+    Full,
 }
 
 impl From<heed::Error> for SpoolError {
     fn from(e: heed::Error) -> Self {
-        SpoolError::Lmdb(e.to_string())
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => SpoolError::Full,
+            e => SpoolError::Lmdb(e.to_string()),
+        }
     }
 }
 
@@ -193,5 +200,7 @@ fn tombstone_expires(v: &[u8]) -> Option<i64> {
     std::str::from_utf8(v).ok()?.split('\n').next()?.parse().ok()
 }
 
+#[cfg(test)]
+mod full_tests;
 #[cfg(test)]
 mod tests;
