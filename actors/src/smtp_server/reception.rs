@@ -13,7 +13,7 @@ use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, headers};
 use crate::policy::{PolicyError, PolicyPool};
 use crate::queue::{Attempt, Insert, QueueManager, Records};
-use crate::spool::{SpoolOp, SpoolWriter};
+use crate::spool::{SpoolError, SpoolOp, SpoolWriter};
 use actix::Addr;
 use tokio::sync::oneshot;
 
@@ -120,9 +120,14 @@ impl Reception {
             // SPEC §1.5: the null queue discards at reception; nothing is spooled.
             let put =
                 SpoolOp::Put { id: msg.id, meta: msg.spool_meta().to_bytes(), data: Some(msg.data.clone()) };
-            if let Err(e) = self.spool.commit(vec![put]).await {
-                tracing::error!(id = %msg.id, error = %e, "spool write failed; message refused with 451");
-                return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+            match self.spool.commit(vec![put]).await {
+                Ok(()) => {}
+                // The writer logs a full spool once per interval; deliveries free it again.
+                Err(SpoolError::Full) => return Reply::new(452, "4.3.1", "Insufficient system storage"),
+                Err(e) => {
+                    tracing::error!(id = %msg.id, error = %e, "spool write failed; message refused with 451");
+                    return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+                }
             }
         }
 
