@@ -139,3 +139,10 @@ fn a_removal_without_room_is_retried_until_it_lands() {
     assert_eq!(spool.load_meta(&id).unwrap(), None);
     writer.shutdown();
 }
+
+#[test]
+fn a_map_size_of_no_whole_number_of_pages_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), 1_500_000, true).unwrap();
+    assert!(spool.env().info().map_size >= 1_500_000);
+}

@@ -66,7 +66,12 @@ impl Spool {
         let open_err = |error: String| SpoolError::Open { path: path.display().to_string(), error };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(map_size as usize).max_dbs(4).max_readers(1024);
+        // LMDB wants a whole number of pages; 64 KiB is one for every page size in use.
+        let map_size = map_size
+            .checked_next_multiple_of(1 << 16)
+            .and_then(|size| usize::try_from(size).ok())
+            .ok_or_else(|| open_err(format!("map size {map_size} does not fit this platform")))?;
+        options.map_size(map_size).max_dbs(4).max_readers(1024);
         #[allow(unsafe_code)]
         // SAFETY: the engine opens each spool directory once per process and never changes its flags
         // afterwards; NO_SYNC is only set when the operator has asked for fsync = false.
