@@ -213,6 +213,11 @@ pub struct SpoolConfig {
     pub fsync: bool,
 }
 
+/// Largest `spool.map_size`: LMDB reserves the whole map as one memory mapping up front, and a
+/// 64-bit process has 128 TiB of address space (47 bits), not all of it free; on a 32-bit
+/// target, half of it.
+pub const MAX_MAP_SIZE: u64 = if usize::BITS >= 64 { 64 << 40 } else { (usize::MAX >> 1) as u64 };
+
 impl Default for SpoolConfig {
     fn default() -> Self {
         Self { path: None, map_size: ByteSize(64 << 30), fsync: true }
@@ -347,6 +352,15 @@ impl Config {
         }
         if self.spool.map_size.0 < (1 << 20) {
             return invalid("spool.map_size", "must be at least 1MiB".into());
+        }
+        if self.spool.map_size.0 > MAX_MAP_SIZE {
+            return invalid(
+                "spool.map_size",
+                format!(
+                    "must be at most {}TiB: the spool is mapped into memory whole, and a larger map does not fit the address space",
+                    MAX_MAP_SIZE >> 40
+                ),
+            );
         }
         if self.logs.max_segment_duration.0.is_zero() {
             return invalid("logs.max_segment_duration", "must be greater than 0".into());

@@ -27,7 +27,12 @@ pub fn parse_size(input: &str) -> Result<u64, String> {
         "tb" => 1_000_000_000_000,
         _ => return Err(format!("invalid size {input:?}: unknown unit {unit:?}")),
     };
-    Ok((number * mult as f64) as u64)
+    let bytes = number * mult as f64;
+    // `as u64` would quietly saturate at 16 EiB; a size that does not fit is an error.
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("invalid size {input:?}: too large (at most 16 EiB)"));
+    }
+    Ok(bytes as u64)
 }
 
 impl fmt::Display for ByteSize {
@@ -77,5 +82,7 @@ mod tests {
         assert_eq!(parse_size("512k").unwrap(), 512 << 10);
         assert!(parse_size("12 parsecs").unwrap_err().contains("unknown unit"));
         assert!(parse_size("lots").unwrap_err().contains("expected a number"));
+        assert!(parse_size("20000000TB").unwrap_err().contains("too large"), "2e19 bytes overflow u64");
+        assert_eq!(parse_size("16000000TB").unwrap(), 16_000_000_000_000_000_000);
     }
 }

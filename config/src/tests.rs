@@ -153,3 +153,20 @@ fn the_token_file_is_relative_to_the_config_and_errors_name_the_key() {
     std::fs::write(dir.path().join("secret"), "  0123456789abcdefXYZ\n").unwrap();
     assert_eq!(c.bearer_token().unwrap().as_deref(), Some("0123456789abcdefXYZ"));
 }
+
+#[test]
+fn overflowing_map_size_names_key_file_and_line() {
+    // 2e19 bytes do not fit in 64 bits: refused while parsing, not saturated.
+    let p = located("[node]\ndata_dir = \"/tmp/x\"\n\n[spool]\nmap_size = \"20000000TB\"\n");
+    assert_eq!(p.key, "spool.map_size");
+    assert_eq!(p.line, Some(5));
+    assert!(p.rendered.contains("/etc/ferry/ferry.toml"), "{}", p.rendered);
+    assert!(p.rendered.contains("too large"), "{}", p.rendered);
+    // Fits in 64 bits, but no process can map it: refused by validation, not by LMDB at open.
+    let p = located("[spool]\nfsync = true\nmap_size = \"200TiB\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("spool.map_size", Some(3)));
+    assert!(p.rendered.contains("must be at most 64TiB"), "{}", p.rendered);
+    let p = located("[spool]\nmap_size = 9223372036854775807\n");
+    assert_eq!((p.key.as_str(), p.line), ("spool.map_size", Some(2)));
+    assert_eq!(parse("[spool]\nmap_size = \"64TiB\"\n").unwrap().spool.map_size.0, 64 << 40);
+}

@@ -45,7 +45,7 @@ fn refusal(r: Refused) -> HttpResponse {
     json_error(StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), r.message)
 }
 
-#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "gzip: JSON line, newline, raw message (SPEC §4.3)"), responses((status = 200, description = "`{\"id\"}`: stored with fsync, or already here", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type")))]
+#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "gzip: JSON line, newline, raw message (SPEC §4.3)"), responses((status = 200, description = "`{\"id\"}`: stored with fsync, or already here", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type"), (status = 507, description = "Spool full (spool.map_size); nothing stored, retry later", body = crate::errors::ErrorBody)))]
 #[post("/api/xfer/inject/v1")]
 async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let request = match request(&state, &req, body, "application/octet-stream") {
@@ -60,7 +60,7 @@ async fn inject_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
 
 /// `200 {"results":[{"id":…} | {"status":…,"error":…}, …]}`, one entry per message in order;
 /// a request whose framing is bad is refused whole, with nothing stored.
-#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/x-ferry-xfer-batch", description = "gzip: items of JSON line with size, newline, raw bytes (docs/xfer-protocol.md)"), responses((status = 200, description = "`{\"results\":[…]}`, one per message in order", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type")))]
+#[utoipa::path(tag = "xfer", request_body(content = Vec<u8>, content_type = "application/x-ferry-xfer-batch", description = "gzip: items of JSON line with size, newline, raw bytes (docs/xfer-protocol.md)"), responses((status = 200, description = "`{\"results\":[…]}`, one per message in order (`{\"status\":507,…}` for each message a full spool could not take)", body = serde_json::Value), (status = 400, description = "Malformed body; nothing stored", body = crate::errors::ErrorBody), (status = 401, description = "Not a trusted host and no valid bearer token"), (status = 413, description = "Larger than xfer.max_body_size after decompression"), (status = 415, description = "Wrong Content-Type")))]
 #[post("/api/xfer/inject-batch/v1")]
 async fn inject_batch_v1(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
     let request = match request(&state, &req, body, BATCH_CONTENT_TYPE) {

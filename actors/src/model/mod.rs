@@ -7,6 +7,7 @@ pub mod message;
 pub mod queue_name;
 pub mod record;
 pub mod scheduling;
+pub mod spool_room;
 pub mod throttle;
 
 pub use id::{MessageId, MessageIdGenerator};

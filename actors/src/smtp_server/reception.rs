@@ -13,7 +13,7 @@ use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, batch, headers};
 use crate::policy::{PolicyError, PolicyPool};
 use crate::queue::{Attempt, Insert, QueueManager, Records};
-use crate::spool::{SpoolOp, SpoolWriter};
+use crate::spool::{SpoolError, SpoolOp, SpoolWriter};
 use actix::Addr;
 use ferry_config::BatchHandling;
 use tokio::sync::oneshot;
@@ -102,12 +102,17 @@ impl Reception {
                 data: Some(p.msg.data.clone()),
             })
             .collect();
-        if !puts.is_empty()
-            && let Err(e) = self.spool.commit(puts).await
-        {
-            let ids: Vec<String> = parts.iter().map(|p| p.msg.id.to_string()).collect();
-            tracing::error!(ids = ?ids, error = %e, "spool write failed; message refused with 451");
-            return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+        if !puts.is_empty() {
+            match self.spool.commit(puts).await {
+                Ok(()) => {}
+                // The writer logs a full spool once per interval; deliveries free it again.
+                Err(SpoolError::Full) => return Reply::new(452, "4.3.1", "Insufficient system storage"),
+                Err(e) => {
+                    let ids: Vec<String> = parts.iter().map(|p| p.msg.id.to_string()).collect();
+                    tracing::error!(ids = ?ids, error = %e, "spool write failed; message refused with 451");
+                    return Reply::new(451, "4.3.0", "Temporary spool failure; try again later");
+                }
+            }
         }
 
         for part in &parts {

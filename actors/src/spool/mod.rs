@@ -2,6 +2,7 @@
 //! (id -> raw message bytes). Reads happen anywhere through [`Spool`]; every write goes through the
 //! single [`SpoolWriter`] so commits can be grouped (LMDB allows one writer at a time anyway).
 
+mod commit;
 mod writer;
 
 use std::path::Path;
@@ -24,11 +25,17 @@ pub enum SpoolError {
     Corrupt { id: String, error: String },
     #[error("spool writer has stopped (shutting down)")]
     WriterStopped,
+    /// The map (`spool.map_size`) has no room for this write; deliveries free it again.
+    #[error("spool full: no room left in spool.map_size")]
+    Full,
 }
 
 impl From<heed::Error> for SpoolError {
     fn from(e: heed::Error) -> Self {
-        SpoolError::Lmdb(e.to_string())
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => SpoolError::Full,
+            e => SpoolError::Lmdb(e.to_string()),
+        }
     }
 }
 
@@ -59,7 +66,12 @@ impl Spool {
         let open_err = |error: String| SpoolError::Open { path: path.display().to_string(), error };
         std::fs::create_dir_all(path).map_err(|e| open_err(e.to_string()))?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(map_size as usize).max_dbs(4).max_readers(1024);
+        // LMDB wants a whole number of pages; 64 KiB is one for every page size in use.
+        let map_size = map_size
+            .checked_next_multiple_of(1 << 16)
+            .and_then(|size| usize::try_from(size).ok())
+            .ok_or_else(|| open_err(format!("map size {map_size} does not fit this platform")))?;
+        options.map_size(map_size).max_dbs(4).max_readers(1024);
         #[allow(unsafe_code)]
         // SAFETY: the engine opens each spool directory once per process and never changes its flags
         // afterwards; NO_SYNC is only set when the operator has asked for fsync = false.
@@ -193,5 +205,7 @@ fn tombstone_expires(v: &[u8]) -> Option<i64> {
     std::str::from_utf8(v).ok()?.split('\n').next()?.parse().ok()
 }
 
+#[cfg(test)]
+mod full_tests;
 #[cfg(test)]
 mod tests;

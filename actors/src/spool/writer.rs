@@ -5,21 +5,30 @@
 //! then takes every request already waiting — exactly the writes that arrived while the previous
 //! commit was in flight — applies them all in one transaction, commits once, and only then answers
 //! each caller. One fsync thus makes a whole batch durable, and nobody hears "done" before it is.
+//! When the map is full, removals are kept apart from inserts and retried until they land (see
+//! [`commit`]); their callers hear "done" only then.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::oneshot;
 
+use super::commit::{self, Reply, Request};
 use super::{Spool, SpoolError};
 use crate::model::MessageId;
 
 /// Most requests folded into one transaction; bounds the latency of the first one in a batch.
 const MAX_BATCH: usize = 4096;
+
+/// How soon a removal that found the map full is tried again when no other write comes first.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// How often a full spool is reported while it stays full.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// One change to the spool.
 #[derive(Debug, Clone)]
@@ -41,8 +50,6 @@ pub enum SpoolOp {
         expires: i64,
     },
 }
-
-type Reply = oneshot::Sender<Result<(), SpoolError>>;
 
 enum Mail {
     Write { ops: Vec<SpoolOp>, reply: Reply },
@@ -110,66 +117,90 @@ impl SpoolWriter {
 }
 
 fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
-    let mut batch = Vec::new();
+    let mut stalled: Vec<Request> = Vec::new();
+    let mut full = FullNotice::default();
     let mut stopping = false;
     while !stopping {
-        match rx.recv() {
-            Ok(Mail::Write { ops, reply }) => batch.push((ops, reply)),
-            Ok(Mail::Stop) | Err(_) => break,
+        // Removals waiting for room go first, and are retried at least every RETRY.
+        let mut batch = std::mem::take(&mut stalled);
+        let first = if batch.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.recv_timeout(RETRY) {
+                Ok(mail) => Some(mail),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => Some(Mail::Stop),
+            }
+        };
+        match first {
+            Some(Mail::Write { ops, reply }) => batch.push(Request { ops, reply }),
+            Some(Mail::Stop) => stopping = true,
+            None if batch.is_empty() => break,
+            None => {}
         }
-        while batch.len() < MAX_BATCH {
+        while !stopping && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(Mail::Write { ops, reply }) => batch.push((ops, reply)),
-                Ok(Mail::Stop) => {
-                    stopping = true;
-                    break;
-                }
+                Ok(Mail::Write { ops, reply }) => batch.push(Request { ops, reply }),
+                Ok(Mail::Stop) => stopping = true,
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
-        let result = apply(&spool, &batch).map_err(SpoolError::from);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, batch = batch.len(), "spool commit failed; callers are told");
+        if batch.is_empty() {
+            continue;
         }
+        let started = Instant::now();
+        let size = batch.len() as u64;
+        let outcome = commit::commit(&spool, batch);
+        if let Some(e) = &outcome.error {
+            tracing::error!(error = %e, batch = size, "spool commit failed; callers are told");
+        }
+        full.note(outcome.refused, outcome.stalled.len());
+        stalled = outcome.stalled;
         stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.requests.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        stats.largest_batch.fetch_max(batch.len() as u64, Ordering::Relaxed);
+        stats.requests.fetch_add(size, Ordering::Relaxed);
+        stats.largest_batch.fetch_max(size, Ordering::Relaxed);
         stats.last_commit_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let m = crate::metrics::metrics();
         m.spool_commit.observe(started.elapsed());
-        m.spool_batch.observe(std::time::Duration::from_micros(batch.len() as u64));
-        for (_, reply) in batch.drain(..) {
-            let _ = reply.send(result.clone());
-        }
+        m.spool_batch.observe(std::time::Duration::from_micros(size));
+    }
+    if !stalled.is_empty() {
+        tracing::error!(
+            removals = stalled.len(),
+            "spool full at shutdown; these messages will be found again at restart"
+        );
+    }
+    for request in stalled {
+        let _ = request.reply.send(Err(SpoolError::Full));
     }
     tracing::debug!("spool writer stopped");
 }
 
-fn apply(spool: &Spool, batch: &[(Vec<SpoolOp>, Reply)]) -> Result<(), heed::Error> {
-    let (meta_db, data_db, tombstones) = spool.databases();
-    let mut wtxn = spool.env().write_txn()?;
-    for (ops, _) in batch {
-        for op in ops {
-            match op {
-                SpoolOp::Put { id, meta, data } => {
-                    meta_db.put(&mut wtxn, id.as_bytes(), meta)?;
-                    if let Some(data) = data {
-                        data_db.put(&mut wtxn, id.as_bytes(), data)?;
-                    }
-                }
-                SpoolOp::Remove { id } => {
-                    meta_db.delete(&mut wtxn, id.as_bytes())?;
-                    data_db.delete(&mut wtxn, id.as_bytes())?;
-                }
-                SpoolOp::RemoveWithTombstone { id, prior_node, prior_id, expires } => {
-                    meta_db.delete(&mut wtxn, id.as_bytes())?;
-                    data_db.delete(&mut wtxn, id.as_bytes())?;
-                    let value = format!("{expires}\n{prior_node}\n{prior_id}");
-                    tombstones.put(&mut wtxn, id.as_bytes(), value.as_bytes())?;
-                }
+/// Logs a full spool once per LOG_EVERY, not once per refusal, and its recovery once.
+#[derive(Default)]
+struct FullNotice {
+    refused: usize,
+    logged: Option<Instant>,
+}
+
+impl FullNotice {
+    fn note(&mut self, refused: usize, stalled: usize) {
+        self.refused += refused;
+        if refused == 0 && stalled == 0 {
+            if self.logged.take().is_some() {
+                tracing::info!("spool has room again; accepting new messages");
             }
+            self.refused = 0;
+            return;
+        }
+        if self.logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            tracing::warn!(
+                refused = self.refused,
+                removals_waiting = stalled,
+                "spool full (spool.map_size): refusing new messages until deliveries free room"
+            );
+            self.logged = Some(Instant::now());
+            self.refused = 0;
         }
     }
-    wtxn.commit()
 }

@@ -20,7 +20,7 @@ use crate::model::xfer::{derive_id, restore_info};
 use crate::model::{Message, MessageId, RecordType};
 use crate::policy::RebindNote;
 use crate::queue::{Insert, Services};
-use crate::spool::SpoolOp;
+use crate::spool::{SpoolError, SpoolOp};
 
 pub struct InjectRequest {
     pub body: bytes::Bytes,
@@ -165,7 +165,9 @@ async fn inject_all(
     if !puts.is_empty()
         && let Err(e) = services.writer.commit(puts).await
     {
-        let why = refused(503, format!("spool write failed: {e}"));
+        // 507 Insufficient Storage: the sender keeps the message and tries again later.
+        let status = if matches!(e, SpoolError::Full) { 507 } else { 503 };
+        let why = refused(status, format!("spool write failed: {e}"));
         for slot in &mut slots {
             if matches!(slot, Slot::Ready { .. }) {
                 *slot = Slot::Answered(Err(why.clone()));
