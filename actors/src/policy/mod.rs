@@ -21,3 +21,5 @@ pub use state::PolicyState;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_runaway;
