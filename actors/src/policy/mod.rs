@@ -15,7 +15,7 @@ pub mod time_delta;
 mod xfer;
 
 pub use error::PolicyError;
-pub use pool::PolicyPool;
+pub use pool::{Lane, PolicyPool};
 pub use requeue::RebindNote;
 pub use state::PolicyState;
 

@@ -247,7 +247,10 @@ impl QueueManager {
         let parts = queue_name::parse(&name);
         let me = ctx.address();
         actix::spawn(async move {
-            let result = match policy.call(move |state| state.get_queue_config(&parts)).await {
+            let result = match policy
+                .call(crate::policy::Lane::Config, move |state| state.get_queue_config(&parts))
+                .await
+            {
                 Ok(Ok(config)) => Ok(config),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
