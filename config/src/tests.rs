@@ -153,3 +153,18 @@ fn the_token_file_is_relative_to_the_config_and_errors_name_the_key() {
     std::fs::write(dir.path().join("secret"), "  0123456789abcdefXYZ\n").unwrap();
     assert_eq!(c.bearer_token().unwrap().as_deref(), Some("0123456789abcdefXYZ"));
 }
+
+#[test]
+fn queue_config_retry_interval_defaults_to_a_minute_and_must_be_positive() {
+    let c = parse("").unwrap();
+    assert_eq!(c.policy.queue_config_retry_interval.0, std::time::Duration::from_secs(60));
+    let c = parse("[policy]\nqueue_config_retry_interval = \"1s\"\n").unwrap();
+    assert_eq!(c.policy.queue_config_retry_interval.0, std::time::Duration::from_secs(1));
+    let p = located("[policy]\npool_size = 1\nqueue_config_retry_interval = \"0s\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("policy.queue_config_retry_interval", Some(3)));
+    assert!(
+        p.rendered.contains("/etc/ferry/ferry.toml") && p.rendered.contains("greater than 0"),
+        "{}",
+        p.rendered
+    );
+}
