@@ -240,7 +240,7 @@ impl Handler<Created> for QueueManager {
                 }
                 let until = Instant::now() + self.retry;
                 if !stranded.is_empty() {
-                    self.retry_stranded_at(&name, stranded.len(), until, ctx);
+                    self.retry_stranded_at(&name, stranded.len(), &error, until, ctx);
                 }
                 self.queues.insert(name, Slot::Failed { error, until, stranded });
             }
@@ -295,13 +295,13 @@ impl Handler<InsertEnumerated> for QueueManager {
         match self.queues.get_mut(&queue) {
             Some(Slot::Ready(addr)) => addr.do_send(QueueEnumerated(entries)),
             Some(Slot::Creating(pending)) => pending.push(Pending::Enumerated(entries)),
-            Some(Slot::Failed { until, stranded, .. }) if *until > Instant::now() => {
+            Some(Slot::Failed { error, until, stranded }) if *until > Instant::now() => {
                 // The first stranded batch arms the slot's one retry; later ones ride along.
-                let (first, until) = (stranded.is_empty(), *until);
+                let (first, until, error) = (stranded.is_empty(), *until, error.clone());
                 stranded.extend(entries);
                 if first {
                     let count = stranded.len();
-                    self.retry_stranded_at(&queue, count, until, ctx);
+                    self.retry_stranded_at(&queue, count, &error, until, ctx);
                 }
             }
             _ => self.create(queue, Pending::Enumerated(entries), ctx),
@@ -318,9 +318,16 @@ impl Handler<InsertEnumerated> for QueueManager {
 struct RetryStranded(String);
 
 impl QueueManager {
-    fn retry_stranded_at(&self, queue: &str, count: usize, until: Instant, ctx: &mut Context<Self>) {
+    fn retry_stranded_at(
+        &self,
+        queue: &str,
+        count: usize,
+        error: &str,
+        until: Instant,
+        ctx: &mut Context<Self>,
+    ) {
         let wait = until.saturating_duration_since(Instant::now());
-        tracing::error!(%queue, messages = count, "queue config failed; its spooled messages are retried in {wait:?}");
+        tracing::error!(%queue, messages = count, error, "queue config failed; its spooled messages are retried in {wait:?}");
         ctx.notify_later(RetryStranded(queue.to_string()), wait);
     }
 }
