@@ -270,11 +270,19 @@ pub struct PolicyConfig {
     pub pool_size: usize,
     /// A handler running longer than this counts as an error.
     pub handler_timeout: HumanDuration,
+    /// How long a failed `get_queue_config` is cached, and when the messages it left waiting
+    /// (spooled ones found at start-up, requeued ones) are tried again.
+    pub queue_config_retry_interval: HumanDuration,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        Self { script: None, pool_size: 0, handler_timeout: HumanDuration::from_secs(5) }
+        Self {
+            script: None,
+            pool_size: 0,
+            handler_timeout: HumanDuration::from_secs(5),
+            queue_config_retry_interval: HumanDuration::from_secs(60),
+        }
     }
 }
 
@@ -373,6 +381,9 @@ impl Config {
         }
         if self.policy.handler_timeout.0.is_zero() {
             return invalid("policy.handler_timeout", "must be greater than 0".into());
+        }
+        if self.policy.queue_config_retry_interval.0.is_zero() {
+            return invalid("policy.queue_config_retry_interval", "must be greater than 0".into());
         }
         if self.http.bearer_token.is_some() && self.http.bearer_token_file.is_some() {
             return invalid("http.bearer_token", "give bearer_token or bearer_token_file, not both".into());

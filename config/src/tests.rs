@@ -170,3 +170,18 @@ fn overflowing_map_size_names_key_file_and_line() {
     assert_eq!((p.key.as_str(), p.line), ("spool.map_size", Some(2)));
     assert_eq!(parse("[spool]\nmap_size = \"64TiB\"\n").unwrap().spool.map_size.0, 64 << 40);
 }
+
+#[test]
+fn queue_config_retry_interval_defaults_to_a_minute_and_must_be_positive() {
+    let c = parse("").unwrap();
+    assert_eq!(c.policy.queue_config_retry_interval.0, std::time::Duration::from_secs(60));
+    let c = parse("[policy]\nqueue_config_retry_interval = \"1s\"\n").unwrap();
+    assert_eq!(c.policy.queue_config_retry_interval.0, std::time::Duration::from_secs(1));
+    let p = located("[policy]\npool_size = 1\nqueue_config_retry_interval = \"0s\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("policy.queue_config_retry_interval", Some(3)));
+    assert!(
+        p.rendered.contains("/etc/ferry/ferry.toml") && p.rendered.contains("greater than 0"),
+        "{}",
+        p.rendered
+    );
+}

@@ -226,7 +226,7 @@ pub struct PolicyBenchArgs {
     /// Decisions in flight at once.
     #[arg(long, default_value_t = 256)]
     concurrency: u64,
-    /// Lua states in the pool; 0 = one per core.
+    /// Lua states in the delivery lane (requeue_message runs there); 0 = one per core.
     #[arg(long, default_value_t = 0)]
     states: usize,
 }
@@ -243,8 +243,8 @@ end)";
 
 pub fn run_policy(args: PolicyBenchArgs) -> anyhow::Result<()> {
     use ferry_actors::model::{Message, MessageIdGenerator};
-    use ferry_actors::policy::PolicyPool;
     use ferry_actors::policy::requeue::RequeueArgs;
+    use ferry_actors::policy::{Lane, PolicyPool};
     use ferry_config::PolicySource;
 
     let text = match args.handler.as_str() {
@@ -280,7 +280,7 @@ pub fn run_policy(args: PolicyBenchArgs) -> anyhow::Result<()> {
                     for _ in 0..per_task {
                         let (msg, args) = (template.clone(), requeue.clone());
                         let (_, result) = pool
-                            .call(move |state| state.requeue_message(msg, &args))
+                            .call(Lane::Delivery, move |state| state.requeue_message(msg, &args))
                             .await
                             .map(|(m, r, _)| (m, r))?;
                         result?;

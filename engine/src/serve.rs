@@ -172,7 +172,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
     xfer.do_send(ferry_actors::xfer::AttachXfer(services.clone()));
-    actix_rt::spawn(queue_ctx.into_future(QueueManager::new()));
+    actix_rt::spawn(
+        queue_ctx.into_future(QueueManager::with_config_retry(config.policy.queue_config_retry_interval.0)),
+    );
     ferry_actors::queue::load::enumerate(&services);
 
     let reception = Arc::new(Reception {

@@ -214,7 +214,7 @@ async fn actors(state: web::Data<AppState>, q: web::Query<ActorsQuery>) -> HttpR
         "xfer_targets": targets,
         "xfer_sweeps": state.services.sweeps.list(),
         "policy": {
-            "states": state.services.policy.size(), "queued": m.policy_queued.load(Ordering::Relaxed),
+            "states": state.services.policy.states(), "queued": m.policy_queued.load(Ordering::Relaxed),
             "calls": handler.count, "mean_ms": millis(handler.mean()), "slowest_ms": millis(handler.max),
         },
         "spool_writer": {

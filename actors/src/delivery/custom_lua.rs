@@ -23,7 +23,12 @@ pub(super) async fn connection(
         let Some(msg) = super::smtp::take(&services, &item).await else { continue };
         let (ctor, queue) = (constructor.to_string(), item.queue.clone());
         let parts = queue_name::parse(&queue);
-        let call = services.policy.call(move |state| state.custom_lua_send(&ctor, &queue, &parts, msg)).await;
+        let call = services
+            .policy
+            .call(crate::policy::Lane::Delivery, move |state| {
+                state.custom_lua_send(&ctor, &queue, &parts, msg)
+            })
+            .await;
         let Ok((msg, result)) = call else {
             tracing::error!(id = %item.id, "policy actor stopped during custom_lua delivery; message stays spooled");
             return;

@@ -15,9 +15,11 @@ pub mod time_delta;
 mod xfer;
 
 pub use error::PolicyError;
-pub use pool::PolicyPool;
+pub use pool::{Lane, PolicyPool};
 pub use requeue::RebindNote;
 pub use state::PolicyState;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_runaway;

@@ -1,4 +1,10 @@
-//! The LuaPolicy actor: a pool of policy threads sharing one mailbox.
+//! The LuaPolicy actor: policy threads in three lanes, each lane with its own mailbox and its own
+//! `policy.pool_size` Lua states.
+//!
+//! Lanes exist because a mailbox is a FIFO: with one shared mailbox, a few runaway
+//! `requeue_message` handlers (each holding a state for `policy.handler_timeout`, re-triggered by
+//! every transient failure) occupied every state, and every SMTP reception queued behind them.
+//! Now a runaway handler can only hold the states of its own lane.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,6 +18,38 @@ use super::state::PolicyState;
 
 type Job = Box<dyn FnOnce(&PolicyState) + Send>;
 
+/// Which states run a call: pick by who waits for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// A client waits on the reply: `smtp_server_message_received`, `xfer_message_received`.
+    Reception,
+    /// `get_queue_config`, for queue creation and refresh. Not Delivery: reception waits on it
+    /// when a message opens a new queue, so it must not sit behind runaway requeue handlers.
+    /// Not Reception: a runaway `get_queue_config` (refresh re-runs it for every queue) must not
+    /// hold the states that serve `smtp_server_message_received` for queues that already exist.
+    /// A runaway one is interrupted after handler_timeout and its failure cached, so it delays
+    /// only new queues, by at most handler_timeout each.
+    Config,
+    /// Nobody outside waits: `requeue_message`, `rebind_message`, custom_lua delivery.
+    Delivery,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 3] = [Lane::Reception, Lane::Config, Lane::Delivery];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Lane::Reception => "reception",
+            Lane::Config => "config",
+            Lane::Delivery => "delivery",
+        }
+    }
+}
+
 /// Handle to the policy actor. Cheap to clone.
 #[derive(Clone)]
 pub struct PolicyPool {
@@ -19,14 +57,14 @@ pub struct PolicyPool {
 }
 
 struct Inner {
-    tx: Sender<Job>,
+    lanes: [Sender<Job>; 3],
     events: HashSet<String>,
     size: usize,
 }
 
 impl PolicyPool {
-    /// Start `size` states (0 = one per core), each loading the policy. Fails with the first
-    /// load error, which names the file and line.
+    /// Start `size` states per lane (0 = one per core), each loading the policy. Fails with the
+    /// first load error, which names the file and line.
     pub fn start(source: Option<PolicySource>, size: usize) -> Result<PolicyPool, PolicyError> {
         Self::start_with_timeout(source, size, std::time::Duration::from_secs(5))
     }
@@ -38,46 +76,55 @@ impl PolicyPool {
         handler_timeout: std::time::Duration,
     ) -> Result<PolicyPool, PolicyError> {
         let size = if size == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { size };
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        for n in 0..size {
-            let rx = rx.clone();
-            let ready = ready_tx.clone();
-            let source = source.clone();
-            std::thread::Builder::new()
-                .name(format!("ferry-policy-{n}"))
-                .spawn(move || {
-                    let state = match PolicyState::load_with_timeout(source.as_ref(), handler_timeout) {
-                        Ok(state) => {
-                            let _ = ready.send(Ok(state.registered_events()));
-                            state
+        let lanes = Lane::ALL.map(|_| crossbeam_channel::unbounded::<Job>());
+        for (lane, (_, rx)) in Lane::ALL.into_iter().zip(&lanes) {
+            for n in 0..size {
+                let rx = rx.clone();
+                let ready = ready_tx.clone();
+                let source = source.clone();
+                std::thread::Builder::new()
+                    .name(format!("ferry-policy-{}-{n}", lane.name()))
+                    .spawn(move || {
+                        let state = match PolicyState::load_with_timeout(source.as_ref(), handler_timeout) {
+                            Ok(state) => {
+                                let _ = ready.send(Ok(state.registered_events()));
+                                state
+                            }
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
+                        drop(ready);
+                        while let Ok(job) = rx.recv() {
+                            job(&state);
                         }
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    };
-                    drop(ready);
-                    while let Ok(job) = rx.recv() {
-                        job(&state);
-                    }
-                })
-                .map_err(|e| PolicyError::Load(format!("cannot start policy thread: {e}")))?;
+                    })
+                    .map_err(|e| PolicyError::Load(format!("cannot start policy thread: {e}")))?;
+            }
         }
         drop(ready_tx);
         let mut events = HashSet::new();
-        for _ in 0..size {
+        for _ in 0..size * Lane::ALL.len() {
             match ready_rx.recv() {
                 Ok(Ok(names)) => events.extend(names),
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(PolicyError::Load("policy thread died while loading".into())),
             }
         }
-        Ok(PolicyPool { inner: Arc::new(Inner { tx, events, size }) })
+        let lanes = lanes.map(|(tx, _)| tx);
+        Ok(PolicyPool { inner: Arc::new(Inner { lanes, events, size }) })
     }
 
+    /// States per lane.
     pub fn size(&self) -> usize {
         self.inner.size
+    }
+
+    /// States in all lanes.
+    pub fn states(&self) -> usize {
+        self.inner.size * Lane::ALL.len()
     }
 
     /// Does the policy handle `event`? Lets callers skip a round trip for events nobody handles.
@@ -85,9 +132,10 @@ impl PolicyPool {
         self.inner.events.contains(event)
     }
 
-    /// Run `f` on a policy thread and await its result.
+    /// Run `f` on a policy thread of `lane` and await its result.
     pub async fn call<R: Send + 'static>(
         &self,
+        lane: Lane,
         f: impl FnOnce(&PolicyState) -> R + Send + 'static,
     ) -> Result<R, PolicyError> {
         let (tx, rx) = oneshot::channel();
@@ -100,7 +148,7 @@ impl PolicyPool {
             m.policy_handler.observe(started.elapsed());
             let _ = tx.send(r);
         });
-        self.inner.tx.send(job).map_err(|_| PolicyError::Stopped)?;
+        self.inner.lanes[lane.index()].send(job).map_err(|_| PolicyError::Stopped)?;
         rx.await.map_err(|_| PolicyError::Stopped)
     }
 }

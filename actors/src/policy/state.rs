@@ -21,6 +21,31 @@ struct Deadline(std::time::Instant);
 /// Instructions between deadline checks: cheap, yet a runaway loop is caught within microseconds.
 const HOOK_EVERY: u32 = 10_000;
 
+/// Has the running handler's deadline passed?
+fn expired(lua: &Lua) -> bool {
+    lua.app_data_ref::<Deadline>().is_some_and(|d| std::time::Instant::now() > d.0)
+}
+
+/// The hook's error is an ordinary Lua error, so `while true do pcall(f) end` would catch it
+/// forever and hold the state. Once the deadline has passed, the catchers pass any error on.
+const GUARD_CATCHERS: &str = r#"
+local expired = ...
+local pcall, xpcall, resume = pcall, xpcall, coroutine.resume
+local pack, unpack, error = table.pack, table.unpack, error
+local function pass(r)
+  if not r[1] and expired() then error(r[2], 0) end
+  return unpack(r, 1, r.n)
+end
+_G.pcall = function(...) return pass(pack(pcall(...))) end
+_G.xpcall = function(...) return pass(pack(xpcall(...))) end
+coroutine.resume = function(...) return pass(pack(resume(...))) end
+"#;
+
+fn guard_catchers(lua: &Lua) -> mlua::Result<()> {
+    let expired = lua.create_function(|lua, ()| Ok(expired(lua)))?;
+    lua.load(GUARD_CATCHERS).set_name("=ferry.guard_catchers").call::<()>(expired)
+}
+
 impl PolicyState {
     /// Create a state and run the policy file in it. Errors name the file and line.
     pub fn load(source: Option<&PolicySource>) -> Result<PolicyState, PolicyError> {
@@ -33,16 +58,17 @@ impl PolicyState {
         handler_timeout: std::time::Duration,
     ) -> Result<PolicyState, PolicyError> {
         let lua = Lua::new();
-        lua.set_hook(mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, _| {
-            match lua.app_data_ref::<Deadline>() {
-                Some(d) if std::time::Instant::now() > d.0 => {
-                    Err(mlua::Error::runtime("handler exceeded its time limit (policy.handler_timeout)"))
-                }
-                _ => Ok(mlua::VmState::Continue),
+        // Global, so coroutines the policy creates are watched too.
+        lua.set_global_hook(mlua::HookTriggers::new().every_nth_instruction(HOOK_EVERY), |lua, _| {
+            if expired(lua) {
+                Err(mlua::Error::runtime("handler exceeded its time limit (policy.handler_timeout)"))
+            } else {
+                Ok(mlua::VmState::Continue)
             }
         })
         .map_err(|e| PolicyError::Load(e.to_string()))?;
         kumo::install(&lua).map_err(|e| PolicyError::Load(e.to_string()))?;
+        guard_catchers(&lua).map_err(|e| PolicyError::Load(e.to_string()))?;
         if let Some(source) = source {
             let (name, text) = match source {
                 PolicySource::File(path) => {

@@ -156,7 +156,7 @@ async fn pool_runs_jobs_and_reports_load_errors() {
     assert_eq!(pool.size(), 2);
     assert!(pool.has_handler("smtp_server_message_received"));
     assert!(!pool.has_handler("requeue_message"));
-    let (msg, result) = pool.call(|s| received(s, message("\r\n"))).await.unwrap();
+    let (msg, result) = pool.call(Lane::Reception, |s| received(s, message("\r\n"))).await.unwrap();
     result.unwrap();
     assert_eq!(msg.get_meta("seen"), Some(&serde_json::json!(true)));
     let bad: &'static str = "this is not lua";

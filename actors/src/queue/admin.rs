@@ -167,7 +167,11 @@ async fn rebind_chunk(services: &Services, ids: &[MessageId], from: &str, req: &
         let mut notes = Vec::new();
         if req.trigger_rebind_event {
             let data = Value::Object(req.data.clone());
-            match services.policy.call(move |state| state.rebind_message(msg, &data)).await {
+            match services
+                .policy
+                .call(crate::policy::Lane::Delivery, move |state| state.rebind_message(msg, &data))
+                .await
+            {
                 Ok((returned, Ok(()), n)) => {
                     msg = returned;
                     notes = n;

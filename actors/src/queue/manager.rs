@@ -1,6 +1,8 @@
 //! The QueueManager: the registry of scheduled queues. It creates a queue on first use (asking the
 //! policy for its config), shares that creation between concurrent inserts, caches a failed
-//! creation for 60 s (SPEC §2.1), routes inserts, and reaps idle queues.
+//! creation for `policy.queue_config_retry_interval` (60 s, SPEC §2.1), routes inserts, and reaps
+//! idle queues. Spooled messages whose queue config failed at start-up wait in the failed slot and
+//! are retried when the cache expires (SPEC §2.9 would leave them until the next start).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::model::insert_context::InsertContext;
 use crate::model::queue_config::QueueConfig;
 use crate::model::queue_name::{self, NULL_QUEUE};
 
-/// How long a failed `get_queue_config` is remembered (SPEC §2.1).
+/// How long a failed `get_queue_config` is remembered by default (SPEC §2.1).
 const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 /// Insert a message into its queue. `reply`, when given, reports whether a queue could be found
@@ -62,17 +64,30 @@ enum Pending {
 enum Slot {
     Ready(Addr<ScheduledQueue>),
     Creating(Vec<Pending>),
-    Failed { error: String, until: Instant },
+    /// `stranded`: spooled messages found at start-up that wait for this queue; each is held
+    /// here only (never also in a queue or a pending list), so a retry cannot duplicate it.
+    Failed {
+        error: String,
+        until: Instant,
+        stranded: Vec<Waiting>,
+    },
 }
 
 pub struct QueueManager {
     services: Option<Services>,
     queues: HashMap<String, Slot>,
+    /// How long a failed creation is cached, and when its stranded messages are retried.
+    retry: Duration,
 }
 
 impl QueueManager {
     pub fn new() -> Self {
-        Self { services: None, queues: HashMap::new() }
+        Self::with_config_retry(FAILURE_TTL)
+    }
+
+    /// `policy.queue_config_retry_interval`.
+    pub fn with_config_retry(retry: Duration) -> Self {
+        Self { services: None, queues: HashMap::new(), retry }
     }
 
     pub(crate) fn services_handle(&self) -> Services {
@@ -146,7 +161,7 @@ impl Handler<Insert> for QueueManager {
             Some(Slot::Creating(pending)) => {
                 pending.push(Pending::One(Box::new(msg), ctx, reply, check_expiry))
             }
-            Some(Slot::Failed { error, until }) if *until > Instant::now() => {
+            Some(Slot::Failed { error, until, .. }) if *until > Instant::now() => {
                 let error = error.clone();
                 self.creation_failed(&name, msg, ctx, reply, &error);
             }
@@ -159,7 +174,7 @@ impl Handler<Insert> for QueueManager {
 
 impl QueueManager {
     /// A message whose queue cannot be created: at reception the caller refuses it; otherwise it
-    /// stays spooled and is retried in 60 s.
+    /// stays spooled and is retried after `retry`.
     fn creation_failed(
         &self,
         name: &str,
@@ -172,10 +187,11 @@ impl QueueManager {
             let _ = r.send(Err(format!("QueueManager::insert failed: get_queue_config for {name}: {error}")));
             return;
         }
-        tracing::error!(id = %msg.id, queue = name, error, "queue config failed; retrying the message in 60s");
+        let retry = self.retry;
+        tracing::error!(id = %msg.id, queue = name, error, "queue config failed; retrying the message in {retry:?}");
         let me = self.services().queues.clone();
         actix::spawn(async move {
-            tokio::time::sleep(FAILURE_TTL).await;
+            tokio::time::sleep(retry).await;
             me.do_send(Insert { msg, ctx, reply: None, check_expiry: false });
         });
     }
@@ -212,29 +228,37 @@ impl Handler<Created> for QueueManager {
                 self.queues.insert(name, Slot::Ready(addr));
             }
             Err(error) => {
-                tracing::error!(queue = %name, %error, "get_queue_config failed; cached for 60s");
+                tracing::error!(queue = %name, %error, "get_queue_config failed; cached for {:?}", self.retry);
+                let mut stranded = Vec::new();
                 for p in pending {
                     match p {
                         Pending::One(msg, insert_ctx, reply, _) => {
                             self.creation_failed(&name, *msg, insert_ctx, reply, &error)
                         }
-                        // SPEC §2.9: a queue whose config fails at load stays spooled until restart.
-                        Pending::Enumerated(entries) => tracing::error!(
-                            queue = %name, messages = entries.len(), %error,
-                            "queue config failed at start-up; its messages stay spooled until the next start"
-                        ),
+                        Pending::Enumerated(entries) => stranded.extend(entries),
                     }
                 }
-                self.queues.insert(name, Slot::Failed { error, until: Instant::now() + FAILURE_TTL });
+                let until = Instant::now() + self.retry;
+                if !stranded.is_empty() {
+                    self.retry_stranded_at(&name, stranded.len(), &error, until, ctx);
+                }
+                self.queues.insert(name, Slot::Failed { error, until, stranded });
             }
         }
     }
 }
 
 impl QueueManager {
-    /// Start creating `name`: ask the policy for its config; `first` waits for the result.
+    /// Start creating `name`: ask the policy for its config; `first`, and any messages stranded by
+    /// an earlier failure, wait for the result.
     fn create(&mut self, name: String, first: Pending, ctx: &mut Context<Self>) {
-        self.queues.insert(name.clone(), Slot::Creating(vec![first]));
+        let mut pending = vec![first];
+        if let Some(Slot::Failed { stranded, .. }) = self.queues.remove(&name)
+            && !stranded.is_empty()
+        {
+            pending.push(Pending::Enumerated(stranded));
+        }
+        self.queues.insert(name.clone(), Slot::Creating(pending));
         // SPEC §1.5: xfer queues have a built-in config; get_queue_config is never called.
         if crate::model::xfer::is_xfer_queue(&name) {
             let result = crate::model::xfer::target_of_queue(&name)
@@ -247,7 +271,10 @@ impl QueueManager {
         let parts = queue_name::parse(&name);
         let me = ctx.address();
         actix::spawn(async move {
-            let result = match policy.call(move |state| state.get_queue_config(&parts)).await {
+            let result = match policy
+                .call(crate::policy::Lane::Config, move |state| state.get_queue_config(&parts))
+                .await
+            {
                 Ok(Ok(config)) => Ok(config),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
@@ -268,15 +295,59 @@ impl Handler<InsertEnumerated> for QueueManager {
         match self.queues.get_mut(&queue) {
             Some(Slot::Ready(addr)) => addr.do_send(QueueEnumerated(entries)),
             Some(Slot::Creating(pending)) => pending.push(Pending::Enumerated(entries)),
-            Some(Slot::Failed { error, until }) if *until > Instant::now() => tracing::error!(
-                %queue, messages = entries.len(), %error,
-                "queue config failed at start-up; its messages stay spooled until the next start"
-            ),
+            Some(Slot::Failed { error, until, stranded }) if *until > Instant::now() => {
+                // The first stranded batch arms the slot's one retry; later ones ride along.
+                let (first, until, error) = (stranded.is_empty(), *until, error.clone());
+                stranded.extend(entries);
+                if first {
+                    let count = stranded.len();
+                    self.retry_stranded_at(&queue, count, &error, until, ctx);
+                }
+            }
             _ => self.create(queue, Pending::Enumerated(entries), ctx),
         }
         if let Some(r) = reply {
             let _ = r.send(());
         }
+    }
+}
+
+/// Time to retry the config of a queue whose failed slot holds stranded spooled messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct RetryStranded(String);
+
+impl QueueManager {
+    fn retry_stranded_at(
+        &self,
+        queue: &str,
+        count: usize,
+        error: &str,
+        until: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let wait = until.saturating_duration_since(Instant::now());
+        tracing::error!(%queue, messages = count, error, "queue config failed; its spooled messages are retried in {wait:?}");
+        ctx.notify_later(RetryStranded(queue.to_string()), wait);
+    }
+}
+
+impl Handler<RetryStranded> for QueueManager {
+    type Result = ();
+
+    /// Only a failed slot whose cache has expired is retried: a new arrival may already have
+    /// taken the stranded messages into a fresh creation (and a fresh failure arms its own retry).
+    fn handle(&mut self, RetryStranded(queue): RetryStranded, ctx: &mut Context<Self>) {
+        let entries = match self.queues.get_mut(&queue) {
+            Some(Slot::Failed { until, stranded, .. })
+                if *until <= Instant::now() && !stranded.is_empty() =>
+            {
+                std::mem::take(stranded)
+            }
+            _ => return,
+        };
+        tracing::info!(%queue, messages = entries.len(), "retrying get_queue_config for spooled messages");
+        self.create(queue, Pending::Enumerated(entries), ctx);
     }
 }
 

@@ -83,7 +83,7 @@ async fn decide(services: &Services, msg: Message, failure: Failure<'_>) -> Deci
     };
     let (mut msg, outcome, rebinds) = match services
         .policy
-        .call(move |state| state.requeue_message(msg, &args))
+        .call(crate::policy::Lane::Delivery, move |state| state.requeue_message(msg, &args))
         .await
     {
         Ok(pair) => pair,

@@ -249,7 +249,8 @@ impl ScheduledQueue {
         let parts = queue_name::parse(&self.name);
         let (policy, me, name) = (self.services.policy.clone(), ctx.address(), self.name.clone());
         actix::spawn(async move {
-            match policy.call(move |state| state.get_queue_config(&parts)).await {
+            match policy.call(crate::policy::Lane::Config, move |state| state.get_queue_config(&parts)).await
+            {
                 Ok(Ok(config)) => me.do_send(NewConfig(config)),
                 // SPEC §2.1: a failed refresh keeps the old config.
                 Ok(Err(e)) => {

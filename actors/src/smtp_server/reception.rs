@@ -168,7 +168,7 @@ impl Reception {
         if self.policy.has_handler("smtp_server_message_received") {
             let call = self
                 .policy
-                .call(move |state| {
+                .call(crate::policy::Lane::Reception, move |state| {
                     state.run_message_chain_noting("smtp_server_message_received", msg, None, |_| {
                         Ok(mlua::MultiValue::new())
                     })

@@ -274,7 +274,7 @@ async fn prepare(
         let auth = json!({"peer": req.peer.ip().to_string(), "method": req.auth});
         let (returned, outcome, notes) = services
             .policy
-            .call(move |state| state.xfer_message_received(msg, &auth))
+            .call(crate::policy::Lane::Reception, move |state| state.xfer_message_received(msg, &auth))
             .await
             .map_err(|e| refused(503, e.to_string()))?;
         msg = returned;
