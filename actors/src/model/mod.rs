@@ -16,6 +16,7 @@ pub use record::{LogRecord, RecordType, Response};
 pub mod address;
 pub mod admin;
 pub mod batch;
+pub mod egress;
 pub mod insert_context;
 pub mod line_endings;
 pub mod queue_config;

@@ -4,6 +4,7 @@
 
 mod convert;
 mod custom_lua;
+mod egress;
 mod error;
 pub mod kumo;
 pub mod lua_message;

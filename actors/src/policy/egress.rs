@@ -1,0 +1,138 @@
+//! `kumo.make_egress_source{...}`, `kumo.make_egress_pool{...}` and the `get_egress_source` /
+//! `get_egress_pool` events (KumoMTA's names; seed 002's default pool and source when the policy
+//! defines none).
+
+use mlua::{Lua, UserData, Value};
+
+use super::convert::lua_to_json;
+use super::error::PolicyError;
+use super::kumo;
+use super::state::PolicyState;
+use crate::model::egress::{EgressPool, EgressSource, UNSPECIFIED};
+
+#[derive(Clone)]
+pub struct LuaEgressSource(pub EgressSource);
+impl UserData for LuaEgressSource {}
+
+#[derive(Clone)]
+pub struct LuaEgressPool(pub EgressPool);
+impl UserData for LuaEgressPool {}
+
+pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
+    kumo_table.set(
+        "make_egress_source",
+        lua.create_function(|lua, params: Value| {
+            let json = lua_to_json(lua, params)?;
+            EgressSource::from_json(&json)
+                .map(LuaEgressSource)
+                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_source: {e}")))
+        })?,
+    )?;
+    kumo_table.set(
+        "make_egress_pool",
+        lua.create_function(|lua, params: Value| {
+            let json = lua_to_json(lua, params)?;
+            EgressPool::from_json(&json)
+                .map(LuaEgressPool)
+                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_pool: {e}")))
+        })?,
+    )
+}
+
+impl PolicyState {
+    /// The source called `name`: from `get_egress_source`, or the built-in `unspecified`.
+    pub fn get_egress_source(&self, name: &str) -> Result<EgressSource, PolicyError> {
+        let found = self.with_deadline(|| {
+            self.call_definition("get_egress_source", name, |json| EgressSource::from_json(json), |ud| {
+                ud.borrow::<LuaEgressSource>().map(|s| s.0.clone()).ok()
+            })
+        })?;
+        match found {
+            Some(source) => Ok(source),
+            None if name == UNSPECIFIED => Ok(EgressSource::unspecified()),
+            None => Err(PolicyError::Lua(format!("get_egress_source returned nothing for source {name:?}"))),
+        }
+    }
+
+    /// The pool called `name`: from `get_egress_pool`, or the built-in `unspecified`.
+    pub fn get_egress_pool(&self, name: &str) -> Result<EgressPool, PolicyError> {
+        let found = self.with_deadline(|| {
+            self.call_definition("get_egress_pool", name, |json| EgressPool::from_json(json), |ud| {
+                ud.borrow::<LuaEgressPool>().map(|p| p.0.clone()).ok()
+            })
+        })?;
+        match found {
+            Some(pool) => Ok(pool),
+            None if name == UNSPECIFIED => Ok(EgressPool::unspecified()),
+            None => Err(PolicyError::Lua(format!("get_egress_pool returned nothing for pool {name:?}"))),
+        }
+    }
+
+    /// Call the event's handler with `name`; Ok(None) when there is no handler or it returned nil.
+    /// A plain table is accepted as if passed to the matching `make_*` function.
+    fn call_definition<T>(
+        &self,
+        event: &str,
+        name: &str,
+        from_json: impl Fn(&serde_json::Value) -> Result<T, String>,
+        from_userdata: impl Fn(&mlua::AnyUserData) -> Option<T>,
+    ) -> Result<Option<T>, PolicyError> {
+        let lua = self.lua();
+        let handlers = kumo::handlers(lua, event).map_err(|e| PolicyError::from_lua(&e))?;
+        let Some(handler) = handlers.first() else { return Ok(None) };
+        let returned: Value = handler.call(name).map_err(|e| PolicyError::from_lua(&e))?;
+        match returned {
+            Value::Nil => Ok(None),
+            Value::UserData(ud) => from_userdata(&ud)
+                .map(Some)
+                .ok_or_else(|| PolicyError::Lua(format!("{event} returned the wrong kind of object for {name:?}"))),
+            Value::Table(t) => {
+                let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
+                from_json(&json).map(Some).map_err(|e| PolicyError::Lua(format!("{event} for {name:?}: {e}")))
+            }
+            other => Err(PolicyError::Lua(format!("{event} returned a {} for {name:?}", other.type_name()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::PolicyState;
+    use ferry_config::PolicySource;
+
+    fn state(text: &'static str) -> PolicyState {
+        PolicyState::load(Some(&PolicySource::Embedded { name: "egress.lua", text })).unwrap()
+    }
+
+    #[test]
+    fn defaults_without_a_policy_and_definitions_with_one() {
+        let s = state("");
+        assert_eq!(s.get_egress_pool("unspecified").unwrap().entries[0].name, "unspecified");
+        assert_eq!(s.get_egress_source("unspecified").unwrap().source_address, None);
+        assert!(s.get_egress_pool("other").is_err(), "an undefined pool is an error, not a silent default");
+
+        let s = state(
+            r#"
+kumo.on('get_egress_source', function(name)
+  return kumo.make_egress_source { name = name, source_address = '127.0.0.2', ehlo_domain = name .. '.example' }
+end)
+kumo.on('get_egress_pool', function(name)
+  return kumo.make_egress_pool { name = name, entries = { { name = 'ip-1', weight = 3 }, { name = 'ip-2' } } }
+end)
+"#,
+        );
+        let pool = s.get_egress_pool("warm").unwrap();
+        assert_eq!((pool.name.as_str(), pool.entries[0].weight, pool.entries[1].weight), ("warm", 3, 1));
+        let src = s.get_egress_source("ip-1").unwrap();
+        assert_eq!(src.ehlo_domain.as_deref(), Some("ip-1.example"));
+    }
+
+    #[test]
+    fn a_bad_definition_names_the_key_and_the_lua_line() {
+        let s = state(
+            "kumo.on('get_egress_pool', function(name)\n  return kumo.make_egress_pool { name = name, entries = { { name = 'a', weight = -2 } } }\nend)",
+        );
+        let e = s.get_egress_pool("p").unwrap_err().to_string();
+        assert!(e.contains("entries[1].weight") && e.contains("egress.lua:2"), "{e}");
+    }
+}
