@@ -2,6 +2,7 @@
 //! family of them) that owns its state and talks to the rest by message.
 
 pub mod delivery;
+pub mod egress;
 pub mod logging;
 pub mod metrics;
 pub mod model;

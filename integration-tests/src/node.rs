@@ -186,6 +186,16 @@ impl FerryNode {
         Some(serde_json::from_slice(&out.stdout).expect("inspect output is JSON"))
     }
 
+    /// Wait until message `id` waits in scheduled queue `queue`. A TransientFailure record is
+    /// written before the message's requeue decision (a policy call) puts it back, so an admin
+    /// sweep right after the record can miss it.
+    pub fn wait_scheduled(&self, queue: &str, id: &str) {
+        wait_until(&format!("{id} back in scheduled queue {queue}"), Duration::from_secs(20), || {
+            let q = self.inspect(queue)?;
+            q["messages"].as_array()?.iter().any(|m| m["id"] == id).then_some(())
+        });
+    }
+
     /// Records about one message, in event-time order.
     pub fn records_for(&self, id: &str) -> Vec<Value> {
         let mut r: Vec<Value> = self.records().into_iter().filter(|r| r["id"] == id).collect();

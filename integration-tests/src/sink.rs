@@ -35,6 +35,8 @@ pub struct SinkMessage {
     /// The message as received (dot-unstuffed, ending with the last line's CRLF), lossy UTF-8.
     pub data: String,
     pub helo: String,
+    /// The client's address and port as the sink saw them.
+    pub peer: String,
 }
 
 impl SinkMessage {
@@ -47,6 +49,7 @@ impl SinkMessage {
             rcpt_to: rcpt_to.collect::<Option<Vec<_>>>()?,
             data: s("data")?,
             helo: s("helo")?,
+            peer: s("peer").unwrap_or_default(),
         })
     }
 }
@@ -61,6 +64,11 @@ impl SmtpSink {
     /// Start the sink (see [`sink_bin`]) and wait, up to 20 s, until it is accepting connections.
     /// Panics with the sink's stderr if it exits before that.
     pub fn start() -> SmtpSink {
+        Self::start_on("127.0.0.1:0")
+    }
+
+    /// Start the sink listening on `listen` (e.g. `[::1]:0`).
+    pub fn start_on(listen: &str) -> SmtpSink {
         let bin = sink_bin();
         assert!(
             bin.exists(),
@@ -72,7 +80,7 @@ impl SmtpSink {
         let child = Command::new(&bin)
             .arg("--dir")
             .arg(dir.path())
-            .args(["--listen", "127.0.0.1:0", "--hostname", "sink.test"])
+            .args(["--listen", listen, "--hostname", "sink.test"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

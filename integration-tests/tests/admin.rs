@@ -39,6 +39,7 @@ fn suspended_message(node: &FerryNode) -> String {
     assert!(table.starts_with("ID") && table.contains("domain=example.com  hold"), "and a table: {table}");
     let id = send(node, "allow@example.com");
     node.wait_sequence(&id, &["Reception", "TransientFailure"]);
+    node.wait_scheduled("example.com", &id);
     id
 }
 

@@ -93,6 +93,7 @@ fn temp_fail_stays_queued_with_one_attempt_and_survives_restart() {
     let tf = &records[1];
     assert_eq!(tf["response"]["code"], 400);
     assert_eq!(tf["num_attempts"], 0, "the TF is logged before the attempt is counted");
+    node.wait_scheduled("example.com", &id);
     let inspect = node.inspect("example.com").expect("queue exists");
     let m = message(&inspect, &id);
     assert_eq!(m["num_attempts"], 1);
@@ -183,6 +184,7 @@ fn suspend_gives_a_transient_failure_and_cancel_does_not_flush() {
     assert_eq!(tf["response"]["code"], 451);
     assert_eq!(tf["response"]["content"], "KumoMTA internal: scheduled queue is suspended: maintenance");
     assert_eq!(tf["site"], "example.com");
+    node.wait_scheduled("example.com", &first);
     let inspect = node.inspect("example.com").unwrap();
     assert_eq!(message(&inspect, &first)["num_attempts"], 1);
     assert!(sink.messages().is_empty());

@@ -100,12 +100,15 @@ fn accepts_and_stores_messages_with_dot_unstuffing() {
     assert_eq!(c.reply(), "250 2.0.0 OK id=1");
 
     // Stored before the reply was sent, so no waiting is needed.
+    let stored = sink.messages();
+    assert!(stored[0].peer.starts_with("127.0.0.1:"), "{:?}", stored[0].peer);
     let first = SinkMessage {
         seq: 1,
         mail_from: "alice@a.test".into(),
         rcpt_to: vec!["bob@b.test".into(), "Carol@b.test".into()],
         data: "Subject: hi\r\n\r\n.leading dot\r\n..\r\nlast\r\n".into(),
         helo: "client.test".into(),
+        peer: stored[0].peer.clone(),
     };
     assert_eq!(sink.messages(), vec![first.clone()]);
     assert!(sink.dir().join("messages/00000001.json").exists());

@@ -355,12 +355,7 @@ fn an_idle_target_is_retired_and_the_next_xfer_starts_a_new_one() {
         let id =
             queued_id(&c.send_message("s@example.com", &["r@example.com"], "Subject: idle\r\n\r\nbody\r\n"));
         a.wait_sequence(&id, &["Reception", "TransientFailure"]);
-        // The suspension's requeue goes through the policy: the sweep only finds the message once
-        // it is back in its scheduled queue.
-        wait_until("the message back in its scheduled queue", std::time::Duration::from_secs(15), || {
-            let q = a.inspect("example.com")?;
-            q["messages"].as_array()?.iter().any(|m| m["id"] == id.as_str()).then_some(())
-        });
+        a.wait_scheduled("example.com", &id);
         a.cli(&["xfer", "--domain", "example.com", "--reason", "drain", "--target", &target]);
         let records = a.wait_sequence(&id, &["Reception", "TransientFailure", "AdminRebind", "XferOut"]);
         let new_id = records[3]["response"]["content"].as_str().unwrap().strip_prefix("new id is ").unwrap();

@@ -1,7 +1,8 @@
-//! Delivery: ready queues ("dispatchers"), one actor per site, each running up to
-//! `connection_limit` connections that pull messages until the queue is empty (SPEC §2.4 step 4).
-//! Sites are `unspecified-><site>@smtp_client` for SMTP and `unspecified-><queue>@lua:<ctor>`
-//! for custom_lua; maildir writes inline and has no dispatcher.
+//! Delivery: ready queues ("dispatchers"), one actor per egress source and site, each running up
+//! to `connection_limit` connections that pull messages until the queue is empty (SPEC §2.4 step
+//! 4). Each promoted message first takes a source from its queue's egress pool (`egress`); ready
+//! queues are named like KumoMTA's, `<source>-><site>@smtp_client` for SMTP and
+//! `<source>-><queue>@lua:<ctor>` for custom_lua; maildir writes inline and has no dispatcher.
 
 pub mod custom_lua;
 pub mod maildir;
@@ -12,8 +13,12 @@ pub mod smtp_client;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+
+use crate::egress::{Chosen, EgressPools, ResolvedPool};
+use crate::model::egress::EgressSource;
 
 use crate::metrics::OwnedGauge;
 use crate::model::MessageId;
@@ -42,7 +47,7 @@ pub enum SiteKind {
     },
 }
 
-/// The site (ready queue name) and kind for a queue's config.
+/// The site (ready queue name, after `<source>->`) and kind for a queue's config.
 pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
     match &config.protocol {
         Protocol::SmtpList(list) => {
@@ -53,22 +58,16 @@ pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
                     MxListEntry::Resolved { name, .. } => name.clone(),
                 })
                 .collect();
-            (
-                format!("{}->mx_list:{}@smtp_client", config.egress_pool, labels.join(",")),
-                SiteKind::MxList(list.clone()),
-            )
+            (format!("mx_list:{}@smtp_client", labels.join(",")), SiteKind::MxList(list.clone()))
         }
-        Protocol::CustomLua { constructor, .. } => (
-            format!("{}->{queue}@lua:{constructor}", config.egress_pool),
-            SiteKind::Lua { constructor: constructor.clone() },
-        ),
-        Protocol::Xfer { .. } => {
-            (format!("{}->{queue}@xfer", config.egress_pool), SiteKind::Mx(String::new()))
+        Protocol::CustomLua { constructor, .. } => {
+            (format!("{queue}@lua:{constructor}"), SiteKind::Lua { constructor: constructor.clone() })
         }
+        Protocol::Xfer { .. } => (format!("{queue}@xfer"), SiteKind::Mx(String::new())),
         Protocol::SmtpMx | Protocol::Maildir { .. } => {
             let parts = queue_name::parse(queue);
             let domain = parts.routing_domain.unwrap_or(parts.domain);
-            (format!("{}->mx:{domain}@smtp_client", config.egress_pool), SiteKind::Mx(domain))
+            (format!("mx:{domain}@smtp_client"), SiteKind::Mx(domain))
         }
     }
 }
@@ -76,16 +75,17 @@ pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
 /// Queued messages per open connection before a dispatcher opens another one.
 const BACKLOG_PER_CONNECTION: usize = 4;
 
-/// Registry of dispatchers by site.
+/// Registry of dispatchers by ready queue name, and the egress pools that pick their sources.
 pub struct DeliveryManager {
     services: Option<Services>,
     sites: HashMap<String, Addr<Dispatcher>>,
+    egress: EgressPools,
     next_worker: usize,
 }
 
 impl DeliveryManager {
     pub fn new() -> Self {
-        Self { services: None, sites: HashMap::new(), next_worker: 0 }
+        Self { services: None, sites: HashMap::new(), egress: EgressPools::default(), next_worker: 0 }
     }
 }
 
@@ -97,6 +97,10 @@ impl Default for DeliveryManager {
 
 impl Actor for DeliveryManager {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_secs(60), |me, _| me.egress.sweep(Instant::now()));
+    }
 }
 
 #[derive(Message)]
@@ -120,18 +124,62 @@ impl Handler<Enqueue> for DeliveryManager {
 
     fn handle(&mut self, Enqueue(item): Enqueue, ctx: &mut Context<Self>) {
         let Some(services) = self.services.clone() else { return };
+        match self.egress.choose(item, Instant::now()) {
+            Chosen::Source(item, source) => self.dispatch(item, source, services, ctx),
+            Chosen::Failed(item, why) => {
+                actix::spawn(async move { smtp::unroutable(&services, item, why).await });
+            }
+            Chosen::Held(Some(pool)) => {
+                let me = ctx.address();
+                actix::spawn(async move {
+                    let result = crate::egress::pools::resolve(&services.policy, pool.clone()).await;
+                    me.do_send(PoolResolved { pool, result });
+                });
+            }
+            Chosen::Held(None) => {}
+        }
+    }
+}
+
+/// A pool lookup finished; the messages held for it are chosen again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PoolResolved {
+    pool: String,
+    result: Result<ResolvedPool, String>,
+}
+
+impl Handler<PoolResolved> for DeliveryManager {
+    type Result = ();
+    fn handle(&mut self, PoolResolved { pool, result }: PoolResolved, ctx: &mut Context<Self>) {
+        for item in self.egress.resolved(&pool, result, Instant::now()) {
+            ctx.notify(Enqueue(item));
+        }
+    }
+}
+
+impl DeliveryManager {
+    /// Hand a message to the ready queue of its source and site, starting it if needed.
+    fn dispatch(
+        &mut self,
+        item: ReadyItem,
+        source: Arc<EgressSource>,
+        services: Services,
+        ctx: &mut Context<Self>,
+    ) {
         let (site, kind) = site_for(&item.queue, &item.config);
-        let addr = match self.sites.get(&site).filter(|a| a.connected()) {
+        let name = format!("{}->{site}", source.name);
+        let addr = match self.sites.get(&name).filter(|a| a.connected()) {
             Some(a) => a.clone(),
             None => {
                 let workers = services.workers.clone();
                 let worker = workers[self.next_worker % workers.len()].clone();
                 self.next_worker = self.next_worker.wrapping_add(1);
-                let (name, manager) = (site.clone(), ctx.address());
+                let (queue_name, manager) = (name.clone(), ctx.address());
                 let addr = Dispatcher::start_in_arbiter(&worker, move |_| {
-                    Dispatcher::new(name, kind, services, manager)
+                    Dispatcher::new(queue_name, kind, source, services, manager)
                 });
-                self.sites.insert(site.clone(), addr.clone());
+                self.sites.insert(name, addr.clone());
                 addr
             }
         };
@@ -157,6 +205,7 @@ impl Handler<SiteIdle> for DeliveryManager {
 pub struct Dispatcher {
     site: String,
     kind: SiteKind,
+    source: Arc<EgressSource>,
     services: Services,
     ready: VecDeque<ReadyItem>,
     connections: usize,
@@ -167,7 +216,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn new(site: String, kind: SiteKind, services: Services, manager: Addr<DeliveryManager>) -> Self {
+    fn new(
+        site: String,
+        kind: SiteKind,
+        source: Arc<EgressSource>,
+        services: Services,
+        manager: Addr<DeliveryManager>,
+    ) -> Self {
         let service = service_name(&site);
         let m = crate::metrics::metrics();
         Dispatcher {
@@ -175,6 +230,7 @@ impl Dispatcher {
             connection_gauge: OwnedGauge::new(&m.connections, &service),
             site,
             kind,
+            source,
             services,
             ready: VecDeque::new(),
             connections: 0,
@@ -233,14 +289,19 @@ impl Dispatcher {
             && (self.connections == 0 || self.ready.len() > self.connections * BACKLOG_PER_CONNECTION)
         {
             self.connections += 1;
-            let (services, site, kind, me) =
-                (self.services.clone(), self.site.clone(), self.kind.clone(), ctx.address());
+            let (services, site, kind, source, me) = (
+                self.services.clone(),
+                self.site.clone(),
+                self.kind.clone(),
+                self.source.clone(),
+                ctx.address(),
+            );
             actix::spawn(async move {
                 match &kind {
                     SiteKind::Lua { constructor } => {
                         custom_lua::connection(services, site, constructor, me.clone()).await
                     }
-                    _ => smtp::connection(services, site, kind, me.clone()).await,
+                    _ => smtp::connection(services, site, kind, source, me.clone()).await,
                 }
                 me.do_send(ConnectionClosed);
             });

@@ -1,18 +1,21 @@
 //! One outbound SMTP connection serving a dispatcher: resolve the site, connect to the first
 //! host that answers, and deliver messages back to back until the ready queue is empty.
 
+use std::sync::Arc;
+
 use actix::Addr;
 
 use super::mx::{self, ResolveError, Target};
 use super::outcome::{internal_error, settle};
 use super::smtp_client::{Disposition, SmtpClient, classify};
 use super::{Dispatcher, DrainAll, Next, ReadyItem, SiteKind};
+use crate::model::egress::EgressSource;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::MxListEntry;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, Response};
 use crate::queue::requeue::transient;
-use crate::queue::{Attempt, Records, Services};
+use crate::queue::{Attempt, EgressUsed, Records, Services};
 
 /// Why no connection could be made, and how each waiting message should be treated.
 struct ConnectFailure {
@@ -74,11 +77,20 @@ async fn targets(services: &Services, kind: &SiteKind) -> Result<Vec<Target>, Co
     })
 }
 
-async fn connect(services: &Services, kind: &SiteKind) -> Result<SmtpClient, ConnectFailure> {
-    let targets = targets(services, kind).await?;
+async fn connect(
+    services: &Services,
+    kind: &SiteKind,
+    source: &EgressSource,
+) -> Result<SmtpClient, ConnectFailure> {
+    let mut targets = targets(services, kind).await?;
+    // KumoMTA's `remote_port`: the source's network maps egress addresses by port.
+    if let Some(port) = source.remote_port {
+        targets.iter_mut().for_each(|t| t.addr.set_port(port));
+    }
+    let settings = client_settings(services, source);
     let mut last = String::from("no hosts");
     for target in &targets {
-        match SmtpClient::connect(target, &client_settings(services)).await {
+        match SmtpClient::connect(target, &settings).await {
             Ok(client) => return Ok(client),
             Err(e) => {
                 tracing::debug!(host = %target.name, addr = %target.addr, error = %e, "connection failed; trying the next host");
@@ -89,10 +101,11 @@ async fn connect(services: &Services, kind: &SiteKind) -> Result<SmtpClient, Con
     Err(ConnectFailure { response: internal_error(last), permanent: false, ctx: logged() })
 }
 
-fn client_settings(services: &Services) -> super::smtp_client::ClientSettings {
+fn client_settings(services: &Services, source: &EgressSource) -> super::smtp_client::ClientSettings {
     let s = &services.settings;
     super::smtp_client::ClientSettings {
-        ehlo_name: s.ehlo_name.clone(),
+        ehlo_name: source.ehlo_domain.clone().unwrap_or_else(|| s.ehlo_name.clone()),
+        source_address: source.source_address,
         connect_timeout: s.connect_timeout,
         command_timeout: s.command_timeout,
         data_timeout: s.data_timeout,
@@ -117,9 +130,38 @@ pub(super) async fn take(services: &Services, item: &ReadyItem) -> Option<Messag
     Some(msg)
 }
 
+/// A message whose egress pool cannot be resolved: a transient failure, retried on its queue's
+/// schedule (the policy may be fixed by then).
+pub(super) async fn unroutable(services: &Services, item: ReadyItem, why: String) {
+    let Some(msg) = take(services, &item).await else { return };
+    let response = Response::new(451, Some("4.4.4"), format!("KumoMTA internal: {why}"));
+    let attempt = Attempt { protocol: Some("ESMTP".into()), ..Attempt::default() };
+    transient(services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
+}
+
+fn egress_used(
+    item: &ReadyItem,
+    source: &EgressSource,
+    local: Option<std::net::SocketAddr>,
+) -> Option<EgressUsed> {
+    Some(EgressUsed { pool: item.config.egress_pool.clone(), source: source.name.clone(), local })
+}
+
 /// Settle a message that could not be attempted because the site is unreachable.
-async fn fail(services: &Services, msg: Message, item: &ReadyItem, site: &str, failure: &ConnectFailure) {
-    let attempt = Attempt { site: site.to_string(), peer: None, protocol: Some("ESMTP".into()) };
+async fn fail(
+    services: &Services,
+    msg: Message,
+    item: &ReadyItem,
+    site: &str,
+    source: &EgressSource,
+    failure: &ConnectFailure,
+) {
+    let attempt = Attempt {
+        site: site.to_string(),
+        peer: None,
+        protocol: Some("ESMTP".into()),
+        egress: egress_used(item, source, None),
+    };
     if failure.permanent {
         Records(&services.logger).bounce(&msg, &item.queue, failure.response.clone(), &attempt);
         crate::queue::requeue::remove(services, &msg).await;
@@ -141,20 +183,21 @@ pub(super) async fn connection(
     services: Services,
     site: String,
     kind: SiteKind,
+    source: Arc<EgressSource>,
     dispatcher: Addr<Dispatcher>,
 ) {
     let mut client: Option<SmtpClient> = None;
     while let Ok(Some(item)) = dispatcher.send(Next).await {
         let Some(msg) = take(&services, &item).await else { continue };
         if client.is_none() {
-            match connect(&services, &kind).await {
+            match connect(&services, &kind, &source).await {
                 Ok(c) => client = Some(c),
                 Err(failure) => {
                     // Every host failed: the whole ready queue shares this outcome.
-                    fail(&services, msg, &item, &site, &failure).await;
+                    fail(&services, msg, &item, &site, &source, &failure).await;
                     for other in dispatcher.send(DrainAll).await.unwrap_or_default() {
                         if let Some(m) = take(&services, &other).await {
-                            fail(&services, m, &other, &site, &failure).await;
+                            fail(&services, m, &other, &site, &source, &failure).await;
                         }
                     }
                     return;
@@ -167,6 +210,7 @@ pub(super) async fn connection(
             site: site.clone(),
             peer: Some(PeerAddress { name: target.name.clone(), addr: target.addr.ip().to_string() }),
             protocol: Some("ESMTP".into()),
+            egress: egress_used(&item, &source, c.local_addr()),
         };
         match send_all(c, &msg).await {
             Ok(results) => settle(&services, msg, &item.queue, &item.config, results, &attempt).await,

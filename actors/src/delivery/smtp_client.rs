@@ -10,11 +10,11 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use super::mx::Target;
@@ -24,6 +24,8 @@ use crate::model::record::{EnhancedCode, Response};
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub ehlo_name: String,
+    /// The egress source's address to bind before connecting; None: the kernel chooses.
+    pub source_address: Option<IpAddr>,
     pub connect_timeout: Duration,
     /// Per command; the greeting and EHLO share one such budget.
     pub command_timeout: Duration,
@@ -61,6 +63,8 @@ struct Reply {
 /// An open, greeted SMTP connection.
 pub struct SmtpClient {
     stream: BufReader<TcpStream>,
+    /// Our end of the connection (the source address actually used, and its port).
+    local: Option<SocketAddr>,
     /// EHLO keywords the server announced, upper-cased (empty after HELO).
     extensions: HashSet<String>,
     target: Target,
@@ -94,7 +98,9 @@ impl SmtpClient {
     async fn open(target: &Target, settings: &ClientSettings, helo: bool) -> Result<SmtpClient, OpenError> {
         let peer = format!("{} [{}]", target.name, target.addr);
         let fail = |e: ClientError| Err(OpenError::Client(e));
-        let tcp = match timeout(settings.connect_timeout, TcpStream::connect(target.addr)).await {
+        let tcp = match timeout(settings.connect_timeout, connect_from(settings.source_address, target.addr))
+            .await
+        {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return fail(ClientError::Connect(format!("{peer}: {e}"))),
             Err(_) => {
@@ -106,6 +112,7 @@ impl SmtpClient {
         // (Nagle), costing ~40 ms per message.
         let _ = tcp.set_nodelay(true);
         let mut client = SmtpClient {
+            local: tcp.local_addr().ok(),
             stream: BufReader::new(tcp),
             extensions: HashSet::new(),
             target: target.clone(),
@@ -236,6 +243,11 @@ impl SmtpClient {
         &self.target
     }
 
+    /// The local address and port this connection leaves from.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+
     /// Send one command and turn whatever the server says into a Response (command = the line sent).
     async fn command(&mut self, line: &str, limit: Duration) -> Result<Response, ClientError> {
         self.transact(line.as_bytes(), line, line, limit).await
@@ -321,6 +333,17 @@ impl SmtpClient {
         let ok = self.command("RSET", self.settings.command_timeout).await.is_ok_and(|r| r.code < 400);
         self.reusable &= ok;
     }
+}
+
+/// Connect to `to`, first binding `source` (an egress source's address) when given. A source
+/// address that is not on this host fails here, and the error says which address it was.
+async fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = source else { return TcpStream::connect(to).await };
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket
+        .bind(SocketAddr::new(ip, 0))
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind source address {ip}: {e}")))?;
+    socket.connect(to).await
 }
 
 /// What went wrong reading or writing, before we know which exchange it was part of.
@@ -511,6 +534,7 @@ mod tests {
         let t = Duration::from_millis(ms);
         ClientSettings {
             ehlo_name: "ferry.test".into(),
+            source_address: None,
             connect_timeout: t,
             command_timeout: t,
             data_timeout: t,

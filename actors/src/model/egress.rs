@@ -54,7 +54,10 @@ impl EgressSource {
             return Err("name: a source needs a name".into());
         }
         if source.ehlo_domain.as_deref().is_some_and(|d| d.is_empty() || d.contains(char::is_whitespace)) {
-            return Err(format!("ehlo_domain: {:?} is not a host name", source.ehlo_domain.unwrap_or_default()));
+            return Err(format!(
+                "ehlo_domain: {:?} is not a host name",
+                source.ehlo_domain.unwrap_or_default()
+            ));
         }
         Ok(source)
     }
@@ -158,7 +161,7 @@ impl WeightedRoundRobin {
     }
 
     /// The index of the next entry, or None when no entry has a weight.
-    pub fn next(&mut self) -> Option<usize> {
+    pub fn pick(&mut self) -> Option<usize> {
         if self.total == 0 {
             return None;
         }
@@ -191,23 +194,27 @@ mod tests {
     #[test]
     fn smooth_weighted_round_robin_spreads_picks_exactly_by_weight() {
         let mut wrr = WeightedRoundRobin::new(&pool(&[3, 1]));
-        let picks: Vec<usize> = (0..8).filter_map(|_| wrr.next()).collect();
+        let picks: Vec<usize> = (0..8).filter_map(|_| wrr.pick()).collect();
         assert_eq!(picks, [0, 0, 1, 0, 0, 0, 1, 0]);
         let mut wrr = WeightedRoundRobin::new(&pool(&[5, 0, 2, 1]));
         let mut counts = [0; 4];
         for _ in 0..800 {
-            counts[wrr.next().unwrap()] += 1;
+            counts[wrr.pick().unwrap()] += 1;
         }
         assert_eq!(counts, [500, 0, 200, 100]);
-        assert_eq!(WeightedRoundRobin::new(&pool(&[0, 0])).next(), None);
+        assert_eq!(WeightedRoundRobin::new(&pool(&[0, 0])).pick(), None);
     }
 
     #[test]
     fn sources_parse_with_defaults_and_name_bad_keys() {
-        let s = EgressSource::from_json(&json!({"name": "ip-1", "source_address": "127.0.0.2", "ehlo_domain": "mta1.example"})).unwrap();
+        let s = EgressSource::from_json(
+            &json!({"name": "ip-1", "source_address": "127.0.0.2", "ehlo_domain": "mta1.example"}),
+        )
+        .unwrap();
         assert_eq!(s.source_address, Some("127.0.0.2".parse().unwrap()));
         assert_eq!(s.ttl(), Duration::from_secs(60));
-        let v6 = EgressSource::from_json(&json!({"name": "v6", "source_address": "::1", "ttl": "5m"})).unwrap();
+        let v6 =
+            EgressSource::from_json(&json!({"name": "v6", "source_address": "::1", "ttl": "5m"})).unwrap();
         assert_eq!((v6.source_address, v6.ttl()), (Some("::1".parse().unwrap()), Duration::from_secs(300)));
         let e = EgressSource::from_json(&json!({"name": "x", "source_adress": "1.2.3.4"})).unwrap_err();
         assert!(e.contains("source_adress"), "{e}");
@@ -219,7 +226,10 @@ mod tests {
 
     #[test]
     fn pools_validate_weights_and_entries() {
-        let p = EgressPool::from_json(&json!({"name": "p", "entries": [{"name": "a", "weight": 3}, {"name": "b"}]})).unwrap();
+        let p = EgressPool::from_json(
+            &json!({"name": "p", "entries": [{"name": "a", "weight": 3}, {"name": "b"}]}),
+        )
+        .unwrap();
         assert_eq!(p.entries[1].weight, 1, "weight defaults to 1");
         for (bad, key) in [
             (json!({"name": "p", "entries": [{"name": "a", "weight": -1}]}), "entries[1].weight"),

@@ -81,6 +81,12 @@ pub struct PeerAddress {
     pub addr: String,
 }
 
+/// The local end of a delivery connection (KumoMTA's `source_address`: `{"address": "ip:port"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceAddress {
+    pub address: String,
+}
+
 /// One recipient is logged as a string, several as an array.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -120,7 +126,7 @@ pub struct LogRecord {
     pub bounce_classification: String,
     pub egress_pool: Option<String>,
     pub egress_source: Option<String>,
-    pub source_address: Option<String>,
+    pub source_address: Option<SourceAddress>,
     pub feedback_report: Option<Value>,
     pub meta: Map<String, Value>,
     pub headers: Map<String, Value>,

@@ -43,9 +43,12 @@ impl PolicyState {
     /// The source called `name`: from `get_egress_source`, or the built-in `unspecified`.
     pub fn get_egress_source(&self, name: &str) -> Result<EgressSource, PolicyError> {
         let found = self.with_deadline(|| {
-            self.call_definition("get_egress_source", name, |json| EgressSource::from_json(json), |ud| {
-                ud.borrow::<LuaEgressSource>().map(|s| s.0.clone()).ok()
-            })
+            self.call_definition(
+                "get_egress_source",
+                name,
+                EgressSource::from_json,
+                |ud| ud.borrow::<LuaEgressSource>().map(|s| s.0.clone()).ok(),
+            )
         })?;
         match found {
             Some(source) => Ok(source),
@@ -57,9 +60,12 @@ impl PolicyState {
     /// The pool called `name`: from `get_egress_pool`, or the built-in `unspecified`.
     pub fn get_egress_pool(&self, name: &str) -> Result<EgressPool, PolicyError> {
         let found = self.with_deadline(|| {
-            self.call_definition("get_egress_pool", name, |json| EgressPool::from_json(json), |ud| {
-                ud.borrow::<LuaEgressPool>().map(|p| p.0.clone()).ok()
-            })
+            self.call_definition(
+                "get_egress_pool",
+                name,
+                EgressPool::from_json,
+                |ud| ud.borrow::<LuaEgressPool>().map(|p| p.0.clone()).ok(),
+            )
         })?;
         match found {
             Some(pool) => Ok(pool),
@@ -83,9 +89,9 @@ impl PolicyState {
         let returned: Value = handler.call(name).map_err(|e| PolicyError::from_lua(&e))?;
         match returned {
             Value::Nil => Ok(None),
-            Value::UserData(ud) => from_userdata(&ud)
-                .map(Some)
-                .ok_or_else(|| PolicyError::Lua(format!("{event} returned the wrong kind of object for {name:?}"))),
+            Value::UserData(ud) => from_userdata(&ud).map(Some).ok_or_else(|| {
+                PolicyError::Lua(format!("{event} returned the wrong kind of object for {name:?}"))
+            }),
             Value::Table(t) => {
                 let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
                 from_json(&json).map(Some).map_err(|e| PolicyError::Lua(format!("{event} for {name:?}: {e}")))

@@ -17,6 +17,6 @@ pub use manager::{
     Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, MatchingQueues, QueueManager,
     Suspend, SuspensionView, Waiting,
 };
-pub use records::{Attempt, Records};
+pub use records::{Attempt, EgressUsed, Records};
 pub use scheduled::{DrainWaiting, ScheduledQueue};
 pub use services::{DeliverySettings, Services};

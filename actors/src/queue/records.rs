@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use ferry_config::format_duration;
 
 use crate::logging::Logger;
+use crate::model::egress::UNSPECIFIED;
 use crate::model::insert_context::InsertContext;
-use crate::model::record::PeerAddress;
+use crate::model::record::{PeerAddress, SourceAddress};
 use crate::model::{LogRecord, Message, RecordType, Response};
 
 /// Where and how an attempt went, for the record.
@@ -19,6 +20,16 @@ pub struct Attempt {
     pub peer: Option<PeerAddress>,
     /// `ESMTP`, `Maildir`, `Lua`, `xfer`.
     pub protocol: Option<String>,
+    /// The egress pool and source the attempt left from (ready queues); None: `unspecified`.
+    pub egress: Option<EgressUsed>,
+}
+
+/// Which pool and source an attempt used, and the local address its connection had.
+#[derive(Debug, Clone, Default)]
+pub struct EgressUsed {
+    pub pool: String,
+    pub source: String,
+    pub local: Option<std::net::SocketAddr>,
 }
 
 /// Record helpers over a [`Logger`].
@@ -38,9 +49,17 @@ impl Records<'_> {
         r.site = attempt.site.clone();
         r.peer_address = attempt.peer.clone();
         r.delivery_protocol = attempt.protocol.clone();
-        if attempt.protocol.is_some() {
-            r.egress_pool = Some("unspecified".into());
-            r.egress_source = Some("unspecified".into());
+        match &attempt.egress {
+            Some(e) => {
+                r.egress_pool = Some(e.pool.clone());
+                r.egress_source = Some(e.source.clone());
+                r.source_address = e.local.map(|a| SourceAddress { address: a.to_string() });
+            }
+            None if attempt.protocol.is_some() => {
+                r.egress_pool = Some(UNSPECIFIED.into());
+                r.egress_source = Some(UNSPECIFIED.into());
+            }
+            None => {}
         }
         r
     }

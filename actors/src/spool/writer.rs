@@ -150,15 +150,17 @@ fn run(spool: Spool, rx: Receiver<Mail>, stats: &SpoolStats) {
         }
         let started = Instant::now();
         let size = batch.len() as u64;
+        // Counted before the commit answers its callers, so a caller that has its answer sees
+        // its request counted.
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(size, Ordering::Relaxed);
+        stats.largest_batch.fetch_max(size, Ordering::Relaxed);
         let outcome = commit::commit(&spool, batch);
         if let Some(e) = &outcome.error {
             tracing::error!(error = %e, batch = size, "spool commit failed; callers are told");
         }
         full.note(outcome.refused, outcome.stalled.len());
         stalled = outcome.stalled;
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.requests.fetch_add(size, Ordering::Relaxed);
-        stats.largest_batch.fetch_max(size, Ordering::Relaxed);
         stats.last_commit_micros.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let m = crate::metrics::metrics();
         m.spool_commit.observe(started.elapsed());

@@ -169,7 +169,8 @@ impl Peer {
             }
         }
         requeue::remove_all(services, &transferred).await;
-        let attempt = Attempt { site: self.site.clone(), peer: None, protocol: Some("Xfer".into()) };
+        let attempt =
+            Attempt { site: self.site.clone(), peer: None, protocol: Some("Xfer".into()), egress: None };
         let failed = failures.into_iter().map(|(item, msg, text)| {
             let attempt = attempt.clone();
             async move {

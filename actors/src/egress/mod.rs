@@ -1,0 +1,7 @@
+//! Egress: where outbound traffic leaves from. Between the scheduled queues and the protocols,
+//! this layer turns a queue's `egress_pool` into one source per promoted message (weighted round
+//! robin over the pool's sources, per scheduled queue) and keys ready queues by source and site.
+
+pub mod pools;
+
+pub use pools::{Chosen, EgressPools, ResolvedPool};
