@@ -151,7 +151,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         queues: queues.clone(),
         delivery: delivery.clone(),
         xfer: xfer.clone(),
-        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), ..DeliverySettings::default() }),
+        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone() }),
         resolver: Arc::new(if config.dns.servers.is_empty() {
             Resolver::from_system()
         } else {

@@ -194,6 +194,23 @@ impl SmtpSink {
             .collect()
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.read_count("open")
+    }
+
+    /// The most connections that were open at once.
+    pub fn max_open_connections(&self) -> u64 {
+        self.read_count("max_open")
+    }
+
+    fn read_count(&self, file: &str) -> u64 {
+        std::fs::read_to_string(self.dir.path().join(file))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Connections the sink has accepted so far.
     pub fn connections(&self) -> u64 {
         std::fs::read_to_string(self.dir.path().join("connections"))

@@ -4,7 +4,7 @@
 use actix::Addr;
 
 use super::outcome::internal_error;
-use super::{Dispatcher, Next};
+use crate::egress::ready_queue::{ReadyQueue, next_item};
 use crate::model::Response;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name;
@@ -13,13 +13,8 @@ use crate::queue::requeue;
 use crate::queue::requeue::transient;
 use crate::queue::{Attempt, Records, Services};
 
-pub(super) async fn connection(
-    services: Services,
-    site: String,
-    constructor: &str,
-    dispatcher: Addr<Dispatcher>,
-) {
-    while let Ok(Some(item)) = dispatcher.send(Next).await {
+pub(crate) async fn connection(services: Services, site: String, constructor: &str, queue: Addr<ReadyQueue>) {
+    while let Some(item) = next_item(&queue, false).await {
         let Some(msg) = super::smtp::take(&services, &item).await else { continue };
         let (ctor, queue) = (constructor.to_string(), item.queue.clone());
         let parts = queue_name::parse(&queue);

@@ -8,7 +8,7 @@ pub mod custom_lua;
 pub mod maildir;
 pub mod mx;
 mod outcome;
-mod smtp;
+pub(crate) mod smtp;
 pub mod smtp_client;
 
 use std::collections::{HashMap, VecDeque};
@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::egress::ready_queue::{Ready, ReadyQueue, StopIfIdle};
 use crate::egress::{Chosen, EgressPools, ResolvedPool};
 use crate::model::egress::EgressSource;
 
-use crate::metrics::OwnedGauge;
 use crate::model::MessageId;
 use crate::model::queue_config::{MxListEntry, Protocol, QueueConfig};
 use crate::model::queue_name;
@@ -72,13 +72,10 @@ pub fn site_for(queue: &str, config: &QueueConfig) -> (String, SiteKind) {
     }
 }
 
-/// Queued messages per open connection before a dispatcher opens another one.
-const BACKLOG_PER_CONNECTION: usize = 4;
-
 /// Registry of dispatchers by ready queue name, and the egress pools that pick their sources.
 pub struct DeliveryManager {
     services: Option<Services>,
-    sites: HashMap<String, Addr<Dispatcher>>,
+    sites: HashMap<String, Addr<ReadyQueue>>,
     egress: EgressPools,
     next_worker: usize,
 }
@@ -175,9 +172,9 @@ impl DeliveryManager {
                 let workers = services.workers.clone();
                 let worker = workers[self.next_worker % workers.len()].clone();
                 self.next_worker = self.next_worker.wrapping_add(1);
-                let (queue_name, manager) = (name.clone(), ctx.address());
-                let addr = Dispatcher::start_in_arbiter(&worker, move |_| {
-                    Dispatcher::new(queue_name, kind, source, services, manager)
+                let (queue_name, manager, first) = (name.clone(), ctx.address(), item.queue.clone());
+                let addr = ReadyQueue::start_in_arbiter(&worker, move |_| {
+                    ReadyQueue::new(queue_name, kind, source, &first, services, manager)
                 });
                 self.sites.insert(name, addr.clone());
                 addr
@@ -187,9 +184,10 @@ impl DeliveryManager {
     }
 }
 
+/// A ready queue with no connection and nothing ready asks to be dropped.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct SiteIdle(String, Addr<Dispatcher>);
+pub(crate) struct SiteIdle(pub String, pub Addr<ReadyQueue>);
 
 impl Handler<SiteIdle> for DeliveryManager {
     type Result = ();
@@ -201,49 +199,6 @@ impl Handler<SiteIdle> for DeliveryManager {
     }
 }
 
-/// One ready queue: messages waiting for a connection, and the connections serving them.
-pub struct Dispatcher {
-    site: String,
-    kind: SiteKind,
-    source: Arc<EgressSource>,
-    services: Services,
-    ready: VecDeque<ReadyItem>,
-    connections: usize,
-    manager: Addr<DeliveryManager>,
-    /// `ready_count{service}` and `connection_count{service}`.
-    ready_gauge: OwnedGauge,
-    connection_gauge: OwnedGauge,
-}
-
-impl Dispatcher {
-    fn new(
-        site: String,
-        kind: SiteKind,
-        source: Arc<EgressSource>,
-        services: Services,
-        manager: Addr<DeliveryManager>,
-    ) -> Self {
-        let service = service_name(&site);
-        let m = crate::metrics::metrics();
-        Dispatcher {
-            ready_gauge: OwnedGauge::new(&m.ready, &service),
-            connection_gauge: OwnedGauge::new(&m.connections, &service),
-            site,
-            kind,
-            source,
-            services,
-            ready: VecDeque::new(),
-            connections: 0,
-            manager,
-        }
-    }
-
-    fn publish(&self) {
-        self.ready_gauge.set(self.ready.len());
-        self.connection_gauge.set(self.connections);
-    }
-}
-
 /// The metrics label of a ready queue: `<protocol>:<ready queue name>` (KumoMTA's `service`).
 pub fn service_name(site: &str) -> String {
     let proto = site.rsplit_once('@').map_or("", |(_, p)| p);
@@ -251,124 +206,11 @@ pub fn service_name(site: &str) -> String {
     format!("{proto}:{site}")
 }
 
-impl Actor for Dispatcher {
-    type Context = Context<Self>;
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Ready(ReadyItem);
-
-/// A connection asks for its next message; None tells it to finish.
-#[derive(Message)]
-#[rtype(result = "Option<ReadyItem>")]
-pub(crate) struct Next;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct ConnectionClosed;
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct StopIfIdle;
-
-/// Take every queued item (a site-wide failure settles them all at once).
-#[derive(Message)]
-#[rtype(result = "Vec<ReadyItem>")]
-pub(crate) struct DrainAll;
-
-impl Dispatcher {
-    /// Open a connection if the backlog calls for one.
-    fn maybe_connect(&mut self, ctx: &mut Context<Self>) {
-        if self.ready.is_empty() {
-            return;
-        }
-        let limit = self.services.settings.connection_limit.max(1);
-        // Reuse before fan-out: open another connection only when each one has a backlog.
-        if self.connections < limit
-            && (self.connections == 0 || self.ready.len() > self.connections * BACKLOG_PER_CONNECTION)
-        {
-            self.connections += 1;
-            let (services, site, kind, source, me) = (
-                self.services.clone(),
-                self.site.clone(),
-                self.kind.clone(),
-                self.source.clone(),
-                ctx.address(),
-            );
-            actix::spawn(async move {
-                match &kind {
-                    SiteKind::Lua { constructor } => {
-                        custom_lua::connection(services, site, constructor, me.clone()).await
-                    }
-                    _ => smtp::connection(services, site, kind, source, me.clone()).await,
-                }
-                me.do_send(ConnectionClosed);
-            });
-        }
-        self.publish();
-    }
-}
-
-impl Handler<Ready> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
-        self.ready.push_back(item);
-        self.maybe_connect(ctx);
-    }
-}
-
 /// A backlog grows a ready queue to thousands of slots; once it has drained, give most of them
 /// back, so that memory follows the queue down instead of keeping its high-water mark.
 pub(crate) fn shrink_after_backlog<T>(queue: &mut VecDeque<T>) {
     if queue.capacity() > 1024 && queue.len() < queue.capacity() / 8 {
         queue.shrink_to(queue.len() * 2);
-    }
-}
-
-impl Handler<Next> for Dispatcher {
-    type Result = Option<ReadyItem>;
-    fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Option<ReadyItem> {
-        let next = self.ready.pop_front();
-        shrink_after_backlog(&mut self.ready);
-        self.publish();
-        next
-    }
-}
-
-impl Handler<DrainAll> for Dispatcher {
-    type Result = MessageResult<DrainAll>;
-    fn handle(&mut self, _: DrainAll, _: &mut Context<Self>) -> Self::Result {
-        let all = self.ready.drain(..).collect();
-        self.publish();
-        MessageResult(all)
-    }
-}
-
-impl Handler<ConnectionClosed> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, _: ConnectionClosed, ctx: &mut Context<Self>) {
-        self.connections = self.connections.saturating_sub(1);
-        self.publish();
-        if self.connections == 0 && self.ready.is_empty() {
-            self.manager.do_send(SiteIdle(self.site.clone(), ctx.address()));
-        }
-        // Items that arrived while the last connection was finishing (it had already taken its
-        // last message, or failed and drained the queue) still need one.
-        self.maybe_connect(ctx);
-    }
-}
-
-impl Handler<StopIfIdle> for Dispatcher {
-    type Result = ();
-    fn handle(&mut self, _: StopIfIdle, ctx: &mut Context<Self>) {
-        // Items that raced in after the idle report go back through the manager.
-        for item in self.ready.drain(..) {
-            self.manager.do_send(Enqueue(item));
-        }
-        if self.connections == 0 {
-            ctx.stop();
-        }
     }
 }
 

@@ -237,16 +237,27 @@ fn dns_error(name: &str, e: &NetError) -> ResolveError {
 /// Expand `mx_list` entries, in order, into targets (SPEC §7.1). Host entries get an A/AAAA lookup (port
 /// default 25); literal and pre-resolved entries need no DNS.
 pub async fn resolve_mx_list(resolver: &Resolver, entries: &[MxEntry]) -> Result<Vec<Target>, ResolveError> {
+    resolve_mx_list_on(resolver, entries, SMTP_PORT).await
+}
+
+/// [`resolve_mx_list`] with `port` for entries that name none (an egress path's `smtp_port`).
+pub async fn resolve_mx_list_on(
+    resolver: &Resolver,
+    entries: &[MxEntry],
+    port_default: u16,
+) -> Result<Vec<Target>, ResolveError> {
     let (mut targets, mut first_err) = (Vec::new(), None);
     for entry in entries {
         match entry {
-            MxEntry::Host { host, port } => match resolver.addresses(host, port.unwrap_or(SMTP_PORT)).await {
-                Ok(found) => targets.extend(found),
-                Err(e) => first_err = first_err.or(Some(e)),
-            },
+            MxEntry::Host { host, port } => {
+                match resolver.addresses(host, port.unwrap_or(port_default)).await {
+                    Ok(found) => targets.extend(found),
+                    Err(e) => first_err = first_err.or(Some(e)),
+                }
+            }
             MxEntry::Literal { ip, port } => targets.push(Target {
                 name: literal_name(ip),
-                addr: SocketAddr::new(*ip, port.unwrap_or(SMTP_PORT)),
+                addr: SocketAddr::new(*ip, port.unwrap_or(port_default)),
             }),
             MxEntry::Resolved { name, addr } => targets.push(Target { name: name.clone(), addr: *addr }),
         }
@@ -258,11 +269,20 @@ pub async fn resolve_mx_list(resolver: &Resolver, entries: &[MxEntry]) -> Result
 /// MX hosts are tried in preference order (DNS order among equals); a single `.` MX is a null MX (RFC
 /// 7505); no MX records at all means the implicit MX, the domain's own A/AAAA (RFC 5321 §5.1).
 pub async fn resolve_domain(resolver: &Resolver, domain: &str) -> Result<Vec<Target>, ResolveError> {
+    resolve_domain_on(resolver, domain, SMTP_PORT).await
+}
+
+/// [`resolve_domain`] with `port_default` instead of 25 (an egress path's `smtp_port`).
+pub async fn resolve_domain_on(
+    resolver: &Resolver,
+    domain: &str,
+    port_default: u16,
+) -> Result<Vec<Target>, ResolveError> {
     let bad = |reason: String| ResolveError::Dns { name: domain.to_string(), reason };
     let d = domain.trim();
     if d.starts_with('[') {
         return match parse_mx_entry(d).map_err(bad)? {
-            entry @ MxEntry::Literal { .. } => resolve_mx_list(resolver, &[entry]).await,
+            entry @ MxEntry::Literal { .. } => resolve_mx_list_on(resolver, &[entry], port_default).await,
             _ => Err(bad("not an address literal".to_string())),
         };
     }
@@ -270,7 +290,7 @@ pub async fn resolve_domain(resolver: &Resolver, domain: &str) -> Result<Vec<Tar
         Some((n, p)) => {
             (n, p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad(format!("bad port {p:?}")))?)
         }
-        None => (d, SMTP_PORT),
+        None => (d, port_default),
     };
     let name = name.trim_end_matches('.');
     if name.is_empty() {

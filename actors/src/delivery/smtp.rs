@@ -8,14 +8,17 @@ use actix::Addr;
 use super::mx::{self, ResolveError, Target};
 use super::outcome::{internal_error, settle};
 use super::smtp_client::{Disposition, SmtpClient, classify};
-use super::{Dispatcher, DrainAll, Next, ReadyItem, SiteKind};
+use super::{ReadyItem, SiteKind};
+use crate::egress::ready_queue::{DrainAll, ReadyQueue, next_item, throttle_send};
 use crate::model::egress::EgressSource;
+use crate::model::egress_path::EgressPathConfig;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::MxListEntry;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, Response};
 use crate::queue::requeue::transient;
 use crate::queue::{Attempt, EgressUsed, Records, Services};
+use ferry_config::cidr::any_contains;
 
 /// Why no connection could be made, and how each waiting message should be treated.
 struct ConnectFailure {
@@ -28,7 +31,7 @@ fn logged() -> InsertContext {
     InsertContext::new(InsertReason::LoggedTransientFailure)
 }
 
-async fn targets(services: &Services, kind: &SiteKind) -> Result<Vec<Target>, ConnectFailure> {
+async fn targets(services: &Services, kind: &SiteKind, port: u16) -> Result<Vec<Target>, ConnectFailure> {
     let resolved = match kind {
         SiteKind::MxList(list) => {
             let mut entries = Vec::with_capacity(list.len());
@@ -52,9 +55,9 @@ async fn targets(services: &Services, kind: &SiteKind) -> Result<Vec<Target>, Co
                     }
                 }
             }
-            mx::resolve_mx_list(&services.resolver, &entries).await
+            mx::resolve_mx_list_on(&services.resolver, &entries, port).await
         }
-        SiteKind::Mx(domain) => mx::resolve_domain(&services.resolver, domain).await,
+        SiteKind::Mx(domain) => mx::resolve_domain_on(&services.resolver, domain, port).await,
         SiteKind::Lua { .. } => unreachable!("custom_lua sites have their own connection"),
     };
     resolved.map_err(|e| match e {
@@ -81,13 +84,34 @@ async fn connect(
     services: &Services,
     kind: &SiteKind,
     source: &EgressSource,
+    path: &EgressPathConfig,
 ) -> Result<SmtpClient, ConnectFailure> {
-    let mut targets = targets(services, kind).await?;
+    let mut targets = targets(services, kind, path.smtp_port).await?;
     // KumoMTA's `remote_port`: the source's network maps egress addresses by port.
     if let Some(port) = source.remote_port {
         targets.iter_mut().for_each(|t| t.addr.set_port(port));
     }
-    let settings = client_settings(services, source);
+    let failure = |text: String| ConnectFailure {
+        response: Response::new(451, Some("4.4.4"), format!("KumoMTA internal: {text}")),
+        permanent: false,
+        ctx: logged(),
+    };
+    // Hosts found in DNS get the default prohibited list; an address literal or an mx_list is
+    // routing someone chose on purpose.
+    let from_dns = matches!(kind, SiteKind::Mx(d) if !d.trim_start().starts_with('['));
+    let prohibited = path.prohibited_for(from_dns);
+    if let Some(t) = targets.iter().find(|t| any_contains(&prohibited, t.addr.ip())) {
+        return Err(failure(format!(
+            "MX host {} [{}] is on the prohibited_hosts list (it would make a mail loop)",
+            t.name,
+            t.addr.ip()
+        )));
+    }
+    targets.retain(|t| !any_contains(&path.skip_hosts, t.addr.ip()));
+    if targets.is_empty() {
+        return Err(failure("MX consisted solely of hosts on the skip_hosts list".into()));
+    }
+    let settings = client_settings(services, source, path);
     let mut last = String::from("no hosts");
     for target in &targets {
         match SmtpClient::connect(target, &settings).await {
@@ -101,20 +125,32 @@ async fn connect(
     Err(ConnectFailure { response: internal_error(last), permanent: false, ctx: logged() })
 }
 
-fn client_settings(services: &Services, source: &EgressSource) -> super::smtp_client::ClientSettings {
-    let s = &services.settings;
+/// The path's `ehlo_domain` wins over the source's, which wins over the node's name.
+fn client_settings(
+    services: &Services,
+    source: &EgressSource,
+    path: &EgressPathConfig,
+) -> super::smtp_client::ClientSettings {
+    let ehlo = path.ehlo_domain.clone().or_else(|| source.ehlo_domain.clone());
     super::smtp_client::ClientSettings {
-        ehlo_name: source.ehlo_domain.clone().unwrap_or_else(|| s.ehlo_name.clone()),
+        ehlo_name: ehlo.unwrap_or_else(|| services.settings.ehlo_name.clone()),
         source_address: source.source_address,
-        connect_timeout: s.connect_timeout,
-        command_timeout: s.command_timeout,
-        data_timeout: s.data_timeout,
+        timeouts: super::smtp_client::Timeouts {
+            connect: path.connect_timeout.0,
+            banner: path.banner_timeout.0,
+            ehlo: path.ehlo_timeout.0,
+            mail_from: path.mail_from_timeout.0,
+            rcpt_to: path.rcpt_to_timeout.0,
+            data: path.data_timeout.0,
+            data_dot: path.data_dot_timeout.0,
+            rset: path.rset_timeout.0,
+        },
     }
 }
 
 /// Load a ready message, or None if it has gone (or is bounced or suspended now: ready queues
 /// re-check).
-pub(super) async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
+pub(crate) async fn take(services: &Services, item: &ReadyItem) -> Option<Message> {
     let msg = match services.spool.load(&item.id) {
         Ok(Some(m)) => m,
         Ok(None) => return None,
@@ -132,7 +168,7 @@ pub(super) async fn take(services: &Services, item: &ReadyItem) -> Option<Messag
 
 /// A message whose egress pool cannot be resolved: a transient failure, retried on its queue's
 /// schedule (the policy may be fixed by then).
-pub(super) async fn unroutable(services: &Services, item: ReadyItem, why: String) {
+pub(crate) async fn unroutable(services: &Services, item: ReadyItem, why: String) {
     let Some(msg) = take(services, &item).await else { return };
     let response = Response::new(451, Some("4.4.4"), format!("KumoMTA internal: {why}"));
     let attempt = Attempt { protocol: Some("ESMTP".into()), ..Attempt::default() };
@@ -179,23 +215,27 @@ async fn fail(
     }
 }
 
-pub(super) async fn connection(
+/// One connection of a ready queue: deliver messages back to back, idling up to the path's
+/// `idle_timeout` for more, until `max_deliveries_per_connection` or the connection breaks.
+pub(crate) async fn connection(
     services: Services,
     site: String,
     kind: SiteKind,
     source: Arc<EgressSource>,
-    dispatcher: Addr<Dispatcher>,
+    path: Arc<EgressPathConfig>,
+    queue: Addr<ReadyQueue>,
 ) {
     let mut client: Option<SmtpClient> = None;
-    while let Ok(Some(item)) = dispatcher.send(Next).await {
+    let mut delivered = 0usize;
+    while let Some(item) = next_item(&queue, true).await {
         let Some(msg) = take(&services, &item).await else { continue };
         if client.is_none() {
-            match connect(&services, &kind, &source).await {
+            match connect(&services, &kind, &source, &path).await {
                 Ok(c) => client = Some(c),
                 Err(failure) => {
                     // Every host failed: the whole ready queue shares this outcome.
                     fail(&services, msg, &item, &site, &source, &failure).await;
-                    for other in dispatcher.send(DrainAll).await.unwrap_or_default() {
+                    for other in queue.send(DrainAll).await.unwrap_or_default() {
                         if let Some(m) = take(&services, &other).await {
                             fail(&services, m, &other, &site, &source, &failure).await;
                         }
@@ -205,6 +245,7 @@ pub(super) async fn connection(
             }
         }
         let Some(c) = client.as_mut() else { continue };
+        throttle_send(&queue).await;
         let target = c.target().clone();
         let attempt = Attempt {
             site: site.clone(),
@@ -212,7 +253,7 @@ pub(super) async fn connection(
             protocol: Some("ESMTP".into()),
             egress: egress_used(&item, &source, c.local_addr()),
         };
-        match send_all(c, &msg).await {
+        match send_all(c, &msg, path.max_recipients_per_batch).await {
             Ok(results) => settle(&services, msg, &item.queue, &item.config, results, &attempt).await,
             Err(e) => {
                 let response = internal_error(&e);
@@ -221,8 +262,12 @@ pub(super) async fn connection(
                 continue;
             }
         }
+        delivered += 1;
         if !c.is_reusable() {
             client = None;
+        } else if delivered >= path.max_deliveries_per_connection {
+            // The ready queue opens a fresh connection if it still has a backlog.
+            break;
         }
     }
     if let Some(c) = client {
@@ -235,9 +280,25 @@ pub(super) async fn connection(
 async fn send_all(
     client: &mut SmtpClient,
     msg: &Message,
+    per_batch: usize,
 ) -> Result<Vec<(String, Response)>, super::smtp_client::ClientError> {
     let mut done = Vec::new();
-    let mut pending = msg.recipients.clone();
+    // `max_recipients_per_batch`: larger messages go out in successive transactions.
+    for chunk in msg.recipients.chunks(per_batch.max(1)) {
+        if !client.is_reusable() {
+            break;
+        }
+        done.extend(send_chunk(client, msg, chunk.to_vec()).await?);
+    }
+    Ok(done)
+}
+
+async fn send_chunk(
+    client: &mut SmtpClient,
+    msg: &Message,
+    mut pending: Vec<String>,
+) -> Result<Vec<(String, Response)>, super::smtp_client::ClientError> {
+    let mut done = Vec::new();
     loop {
         let responses = client.send(&msg.sender, &pending, &msg.data).await?;
         let mut retry = Vec::new();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::timeout;
 
 use super::mx::Target;
 use crate::model::line_endings::smtp_data_payload;
@@ -26,11 +26,30 @@ pub struct ClientSettings {
     pub ehlo_name: String,
     /// The egress source's address to bind before connecting; None: the kernel chooses.
     pub source_address: Option<IpAddr>,
-    pub connect_timeout: Duration,
-    /// Per command; the greeting and EHLO share one such budget.
-    pub command_timeout: Duration,
-    /// Sending the message body and waiting for the final reply.
-    pub data_timeout: Duration,
+    pub timeouts: Timeouts,
+}
+
+/// An egress path's client timeouts (KumoMTA's names).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Waiting for the 220 greeting.
+    pub banner: Duration,
+    pub ehlo: Duration,
+    pub mail_from: Duration,
+    pub rcpt_to: Duration,
+    /// The `DATA` command's 354.
+    pub data: Duration,
+    /// Sending the message and waiting for the final reply.
+    pub data_dot: Duration,
+    /// RSET and QUIT.
+    pub rset: Duration,
+}
+
+impl Timeouts {
+    pub fn uniform(d: Duration) -> Timeouts {
+        Timeouts { connect: d, banner: d, ehlo: d, mail_from: d, rcpt_to: d, data: d, data_dot: d, rset: d }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -79,7 +98,7 @@ enum OpenError {
 }
 
 impl SmtpClient {
-    /// TCP connect (connect_timeout), then greeting and EHLO (one command_timeout). A server that refuses
+    /// TCP connect, greeting and EHLO, each within its timeout. A server that refuses
     /// EHLO with 5xx gets a second connection that greets with HELO (RFC 5321 §3.2).
     pub async fn connect(target: &Target, settings: &ClientSettings) -> Result<SmtpClient, ClientError> {
         let opened = match Self::open(target, settings, false).await {
@@ -98,13 +117,12 @@ impl SmtpClient {
     async fn open(target: &Target, settings: &ClientSettings, helo: bool) -> Result<SmtpClient, OpenError> {
         let peer = format!("{} [{}]", target.name, target.addr);
         let fail = |e: ClientError| Err(OpenError::Client(e));
-        let tcp = match timeout(settings.connect_timeout, connect_from(settings.source_address, target.addr))
-            .await
-        {
+        let t = settings.timeouts;
+        let tcp = match timeout(t.connect, connect_from(settings.source_address, target.addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => return fail(ClientError::Connect(format!("{peer}: {e}"))),
             Err(_) => {
-                let limit = settings.connect_timeout;
+                let limit = t.connect;
                 return fail(ClientError::Connect(format!("{peer}: no TCP connection within {limit:?}")));
             }
         };
@@ -119,8 +137,7 @@ impl SmtpClient {
             settings: settings.clone(),
             reusable: true,
         };
-        let deadline = Instant::now() + settings.command_timeout;
-        let greeting = match timeout_at(deadline, client.read_reply()).await {
+        let greeting = match timeout(t.banner, client.read_reply()).await {
             Err(_) => return fail(ClientError::Timeout(format!("greeting with {peer}"))),
             Ok(Err(e)) => return fail(e.during(&format!("greeting with {peer}"))),
             Ok(Ok(r)) => r,
@@ -134,7 +151,7 @@ impl SmtpClient {
         }
         let verb = if helo { "HELO" } else { "EHLO" };
         let line = format!("{verb} {}", client_id(&settings.ehlo_name));
-        let hello = match timeout_at(deadline, client.exchange(line.as_bytes())).await {
+        let hello = match timeout(t.ehlo, client.exchange(line.as_bytes())).await {
             Err(_) => return fail(ClientError::Timeout(format!("{verb} with {peer}"))),
             Ok(Err(e)) => return fail(e.during(&format!("{verb} with {peer}"))),
             Ok(Ok(r)) => r,
@@ -185,8 +202,8 @@ impl SmtpClient {
         if utf8 && self.extensions.contains("SMTPUTF8") {
             mail.push_str(" SMTPUTF8");
         }
-        let limit = self.settings.command_timeout;
-        let mail = self.command(&mail, limit).await?;
+        let t = self.settings.timeouts;
+        let mail = self.command(&mail, t.mail_from).await?;
         if mail.code >= 400 {
             self.reset().await;
             return Ok(vec![mail; n]);
@@ -200,7 +217,7 @@ impl SmtpClient {
                 results[i] = Some(bad_address("RCPT TO", rcpt, "5.1.3", e));
                 continue;
             }
-            let reply = self.command(&format!("RCPT TO:<{rcpt}>"), limit).await?;
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>"), t.rcpt_to).await?;
             if reply.code == 421 {
                 return Ok(fill(results, &reply)); // the server is going away: no DATA for anyone left
             }
@@ -214,7 +231,7 @@ impl SmtpClient {
             return Ok(fill(results, &mail));
         }
 
-        let data = self.command("DATA", limit).await?;
+        let data = self.command("DATA", t.data).await?;
         if data.code != 354 {
             if data.code < 400 {
                 self.reusable = false;
@@ -224,7 +241,7 @@ impl SmtpClient {
             return Ok(fill(results, &data));
         }
         let payload = smtp_data_payload(body);
-        let done = self.transact(&payload, ".", "end of message data", self.settings.data_timeout).await?;
+        let done = self.transact(&payload, ".", "end of message data", t.data_dot).await?;
         Ok(fill(results, &done))
     }
 
@@ -235,7 +252,7 @@ impl SmtpClient {
 
     pub async fn quit(mut self) {
         if self.is_reusable() {
-            let _ = self.command("QUIT", self.settings.command_timeout).await;
+            let _ = self.command("QUIT", self.settings.timeouts.rset).await;
         }
     }
 
@@ -330,7 +347,7 @@ impl SmtpClient {
         if !self.reusable {
             return;
         }
-        let ok = self.command("RSET", self.settings.command_timeout).await.is_ok_and(|r| r.code < 400);
+        let ok = self.command("RSET", self.settings.timeouts.rset).await.is_ok_and(|r| r.code < 400);
         self.reusable &= ok;
     }
 }
@@ -535,9 +552,7 @@ mod tests {
         ClientSettings {
             ehlo_name: "ferry.test".into(),
             source_address: None,
-            connect_timeout: t,
-            command_timeout: t,
-            data_timeout: t,
+            timeouts: Timeouts::uniform(t),
         }
     }
 

@@ -3,5 +3,6 @@
 //! robin over the pool's sources, per scheduled queue) and keys ready queues by source and site.
 
 pub mod pools;
+pub mod ready_queue;
 
 pub use pools::{Chosen, EgressPools, ResolvedPool};

@@ -17,6 +17,8 @@ pub mod address;
 pub mod admin;
 pub mod batch;
 pub mod egress;
+pub mod egress_path;
+pub mod gcra;
 pub mod insert_context;
 pub mod line_endings;
 pub mod queue_config;

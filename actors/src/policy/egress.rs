@@ -9,6 +9,7 @@ use super::error::PolicyError;
 use super::kumo;
 use super::state::PolicyState;
 use crate::model::egress::{EgressPool, EgressSource, UNSPECIFIED};
+use crate::model::egress_path::EgressPathConfig;
 
 #[derive(Clone)]
 pub struct LuaEgressSource(pub EgressSource);
@@ -17,6 +18,10 @@ impl UserData for LuaEgressSource {}
 #[derive(Clone)]
 pub struct LuaEgressPool(pub EgressPool);
 impl UserData for LuaEgressPool {}
+
+#[derive(Clone)]
+pub struct LuaEgressPath(pub EgressPathConfig);
+impl UserData for LuaEgressPath {}
 
 pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
     kumo_table.set(
@@ -36,6 +41,15 @@ pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
                 .map(LuaEgressPool)
                 .map_err(|e| kumo::runtime_error(lua, format!("make_egress_pool: {e}")))
         })?,
+    )?;
+    kumo_table.set(
+        "make_egress_path",
+        lua.create_function(|lua, params: Value| {
+            let json = lua_to_json(lua, params)?;
+            EgressPathConfig::from_json(&json)
+                .map(LuaEgressPath)
+                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_path: {e}")))
+        })?,
     )
 }
 
@@ -43,12 +57,9 @@ impl PolicyState {
     /// The source called `name`: from `get_egress_source`, or the built-in `unspecified`.
     pub fn get_egress_source(&self, name: &str) -> Result<EgressSource, PolicyError> {
         let found = self.with_deadline(|| {
-            self.call_definition(
-                "get_egress_source",
-                name,
-                EgressSource::from_json,
-                |ud| ud.borrow::<LuaEgressSource>().map(|s| s.0.clone()).ok(),
-            )
+            self.call_definition("get_egress_source", name, EgressSource::from_json, |ud| {
+                ud.borrow::<LuaEgressSource>().map(|s| s.0.clone()).ok()
+            })
         })?;
         match found {
             Some(source) => Ok(source),
@@ -60,18 +71,44 @@ impl PolicyState {
     /// The pool called `name`: from `get_egress_pool`, or the built-in `unspecified`.
     pub fn get_egress_pool(&self, name: &str) -> Result<EgressPool, PolicyError> {
         let found = self.with_deadline(|| {
-            self.call_definition(
-                "get_egress_pool",
-                name,
-                EgressPool::from_json,
-                |ud| ud.borrow::<LuaEgressPool>().map(|p| p.0.clone()).ok(),
-            )
+            self.call_definition("get_egress_pool", name, EgressPool::from_json, |ud| {
+                ud.borrow::<LuaEgressPool>().map(|p| p.0.clone()).ok()
+            })
         })?;
         match found {
             Some(pool) => Ok(pool),
             None if name == UNSPECIFIED => Ok(EgressPool::unspecified()),
             None => Err(PolicyError::Lua(format!("get_egress_pool returned nothing for pool {name:?}"))),
         }
+    }
+
+    /// The path config of a ready queue: `get_egress_path_config(routing_domain, egress_source,
+    /// site_name)`, or every default when the policy has no handler or it returns nil.
+    pub fn get_egress_path_config(
+        &self,
+        routing_domain: &str,
+        source: &str,
+        site: &str,
+    ) -> Result<EgressPathConfig, PolicyError> {
+        self.with_deadline(|| {
+            let lua = self.lua();
+            let event = "get_egress_path_config";
+            let handlers = kumo::handlers(lua, event).map_err(|e| PolicyError::from_lua(&e))?;
+            let Some(handler) = handlers.first() else { return Ok(EgressPathConfig::default()) };
+            let returned: Value =
+                handler.call((routing_domain, source, site)).map_err(|e| PolicyError::from_lua(&e))?;
+            match returned {
+                Value::Nil => Ok(EgressPathConfig::default()),
+                Value::UserData(ud) => ud.borrow::<LuaEgressPath>().map(|p| p.0.clone()).map_err(|_| {
+                    PolicyError::Lua(format!("{event} must return kumo.make_egress_path{{...}}"))
+                }),
+                Value::Table(t) => {
+                    let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
+                    EgressPathConfig::from_json(&json).map_err(|e| PolicyError::Lua(format!("{event}: {e}")))
+                }
+                other => Err(PolicyError::Lua(format!("{event} returned a {}", other.type_name()))),
+            }
+        })
     }
 
     /// Call the event's handler with `name`; Ok(None) when there is no handler or it returned nil.
@@ -131,6 +168,31 @@ end)
         assert_eq!((pool.name.as_str(), pool.entries[0].weight, pool.entries[1].weight), ("warm", 3, 1));
         let src = s.get_egress_source("ip-1").unwrap();
         assert_eq!(src.ehlo_domain.as_deref(), Some("ip-1.example"));
+    }
+
+    #[test]
+    fn path_configs_come_from_the_event_with_its_three_arguments() {
+        let s = state("");
+        assert_eq!(
+            s.get_egress_path_config("x.example", "unspecified", "mx:x.example").unwrap().connection_limit,
+            32
+        );
+        let s = state(
+            "kumo.on('get_egress_path_config', function(domain, source, site)\n  if source == 'ip-1' and domain == 'x.example' then return kumo.make_egress_path { connection_limit = 2 } end\nend)",
+        );
+        assert_eq!(
+            s.get_egress_path_config("x.example", "ip-1", "mx:x.example").unwrap().connection_limit,
+            2
+        );
+        assert_eq!(
+            s.get_egress_path_config("y.example", "ip-1", "mx:y.example").unwrap().connection_limit,
+            32
+        );
+        let s = state(
+            "kumo.on('get_egress_path_config', function()\n  return kumo.make_egress_path { conection_limit = 2 }\nend)",
+        );
+        let e = s.get_egress_path_config("x", "s", "site").unwrap_err().to_string();
+        assert!(e.contains("conection_limit") && e.contains("egress.lua:2"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Handles every queue and delivery actor needs. Cloned into each; all cheap to clone.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix::Addr;
 use actix_rt::ArbiterHandle;
@@ -14,26 +13,16 @@ use crate::model::admin::{Bounces, Suspensions};
 use crate::policy::PolicyPool;
 use crate::spool::{Spool, SpoolWriter};
 
-/// Outbound delivery knobs.
+/// Outbound delivery settings that are the node's, not an egress path's.
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
+    /// EHLO name when neither the egress path nor the source names one.
     pub ehlo_name: String,
-    pub connect_timeout: Duration,
-    pub command_timeout: Duration,
-    pub data_timeout: Duration,
-    /// Concurrent connections per site.
-    pub connection_limit: usize,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self {
-            ehlo_name: "localhost".into(),
-            connect_timeout: Duration::from_secs(30),
-            command_timeout: Duration::from_secs(60),
-            data_timeout: Duration::from_secs(300),
-            connection_limit: 32,
-        }
+        Self { ehlo_name: "localhost".into() }
     }
 }
 

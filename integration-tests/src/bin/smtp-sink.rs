@@ -4,7 +4,8 @@
 //! - `sink.json`: `{"smtp":"127.0.0.1:PORT"}`, written once the listener is accepting;
 //! - `messages/NNNNNNNN.json`: one file per accepted message (seq, mail_from, rcpt_to, data, helo, peer);
 //! - `rejections.jsonl`: one line per 4xx/5xx sent for MAIL, RCPT or DATA;
-//! - `connections`: the number of connections accepted so far.
+//! - `connections`: the number of connections accepted so far; `open`: open now; `max_open`: the
+//!   most that were open at once.
 //!
 //! Whole files are written to a temporary name in DIR and renamed, so readers never see partial ones.
 //! Each file is written before the client gets the reply it matches, so once a client has read a
@@ -69,7 +70,8 @@ struct Sink {
     hostname: String,
     seq: AtomicU64,
     tmp: AtomicU64,
-    connections: Mutex<u64>,
+    /// (accepted in all, open now, most open at once)
+    connections: Mutex<(u64, u64, u64)>,
     rejections: Mutex<File>,
 }
 
@@ -81,10 +83,21 @@ impl Sink {
         tokio::fs::rename(&tmp, dest).await.with_context(|| format!("rename to {}", dest.display()))
     }
 
+    /// Count a new connection: `connections` (total), `open` and `max_open` (most at once).
     async fn count_connection(&self) -> Result<()> {
         let mut n = self.connections.lock().await;
-        *n += 1;
-        self.write_atomic(&self.dir.join("connections"), n.to_string().as_bytes()).await
+        n.0 += 1;
+        n.1 += 1;
+        n.2 = n.2.max(n.1);
+        self.write_atomic(&self.dir.join("connections"), n.0.to_string().as_bytes()).await?;
+        self.write_atomic(&self.dir.join("max_open"), n.2.to_string().as_bytes()).await?;
+        self.write_atomic(&self.dir.join("open"), n.1.to_string().as_bytes()).await
+    }
+
+    async fn connection_closed(&self) {
+        let mut n = self.connections.lock().await;
+        n.1 = n.1.saturating_sub(1);
+        let _ = self.write_atomic(&self.dir.join("open"), n.1.to_string().as_bytes()).await;
     }
 
     async fn log_rejection(&self, command: &str, address: &str, code: u16, text: &str) -> Result<()> {
@@ -116,7 +129,7 @@ async fn main() -> Result<()> {
         hostname: args.hostname,
         seq: AtomicU64::new(0),
         tmp: AtomicU64::new(0),
-        connections: Mutex::new(0),
+        connections: Mutex::new((0, 0, 0)),
         rejections: Mutex::new(rejections),
     });
     sink.write_atomic(&sink.dir.join("connections"), b"0").await?;
@@ -142,6 +155,7 @@ async fn main() -> Result<()> {
                     if let Err(e) = serve(&sink, stream, peer).await {
                         eprintln!("smtp-sink: connection from {peer}: {e:#}");
                     }
+                    sink.connection_closed().await;
                 });
             }
             Err(e) => {

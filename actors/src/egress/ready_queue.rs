@@ -1,0 +1,413 @@
+//! One ready queue: an egress source sending to one site (`<source>-><site>@<protocol>`). It owns
+//! its egress path config (from `get_egress_path_config`, refreshed every `refresh_interval`
+//! without dropping connections), the messages ready to go, and up to `connection_limit`
+//! connections that pull them. It shapes what leaves: `max_ready` (overflow goes back to its
+//! scheduled queue, `ReadyQueueWasFull`), `max_connection_rate` and `max_message_rate` (GCRA),
+//! and idle connections wait up to `idle_timeout` for the next message before closing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::delivery::{DeliveryManager, Enqueue, ReadyItem, SiteKind, custom_lua, service_name, smtp};
+use crate::metrics::OwnedGauge;
+use crate::model::egress::EgressSource;
+use crate::model::egress_path::EgressPathConfig;
+use crate::model::gcra::Gcra;
+use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::{Response, queue_name};
+use crate::policy::Lane;
+use crate::queue::Services;
+use crate::queue::requeue::{self, Requeue};
+
+/// Queued messages per open connection before another one is opened.
+const BACKLOG_PER_CONNECTION: usize = 4;
+/// A failed path lookup is retried after this long.
+const PATH_RETRY: Duration = Duration::from_secs(10);
+
+enum PathState {
+    /// Not looked up yet, or the lookup failed at `Instant` (retry after PATH_RETRY).
+    Missing(Option<Instant>),
+    Resolving,
+    Ready {
+        fetched: Instant,
+        refreshing: bool,
+    },
+}
+
+pub struct ReadyQueue {
+    name: String,
+    kind: SiteKind,
+    source: Arc<EgressSource>,
+    /// The routing domain `get_egress_path_config` is asked about (the first queue's).
+    routing_domain: String,
+    services: Services,
+    manager: Addr<DeliveryManager>,
+    path: Arc<EgressPathConfig>,
+    path_state: PathState,
+    ready: VecDeque<ReadyItem>,
+    /// Idle connections waiting for a message.
+    waiters: VecDeque<oneshot::Sender<ReadyItem>>,
+    connections: usize,
+    connection_rate: Option<Gcra>,
+    message_rate: Option<Gcra>,
+    /// A connection is due to be opened once `max_connection_rate` allows.
+    connect_scheduled: bool,
+    /// `ready_count{service}` and `connection_count{service}`.
+    ready_gauge: OwnedGauge,
+    connection_gauge: OwnedGauge,
+}
+
+impl ReadyQueue {
+    pub fn new(
+        name: String,
+        kind: SiteKind,
+        source: Arc<EgressSource>,
+        first_queue: &str,
+        services: Services,
+        manager: Addr<DeliveryManager>,
+    ) -> Self {
+        let service = service_name(&name);
+        let m = crate::metrics::metrics();
+        let parts = queue_name::parse(first_queue);
+        ReadyQueue {
+            ready_gauge: OwnedGauge::new(&m.ready, &service),
+            connection_gauge: OwnedGauge::new(&m.connections, &service),
+            routing_domain: parts.routing_domain.unwrap_or(parts.domain),
+            name,
+            kind,
+            source,
+            services,
+            manager,
+            path: Arc::new(EgressPathConfig::default()),
+            path_state: PathState::Missing(None),
+            ready: VecDeque::new(),
+            waiters: VecDeque::new(),
+            connections: 0,
+            connection_rate: None,
+            message_rate: None,
+            connect_scheduled: false,
+        }
+    }
+
+    fn publish(&self) {
+        self.ready_gauge.set(self.ready.len());
+        self.connection_gauge.set(self.connections);
+    }
+
+    /// The site part of the name, as `get_egress_path_config` gets it.
+    fn site_name(&self) -> &str {
+        self.name.split_once("->").map_or(self.name.as_str(), |(_, site)| site)
+    }
+
+    /// Look the path config up (first time, after a failure, or when it is due for a refresh).
+    fn ensure_path(&mut self, ctx: &mut Context<Self>) {
+        let start = match &mut self.path_state {
+            PathState::Missing(None) => true,
+            PathState::Missing(Some(failed)) => failed.elapsed() >= PATH_RETRY,
+            PathState::Resolving => false,
+            PathState::Ready { fetched, refreshing } => {
+                let due = !*refreshing && fetched.elapsed() >= self.path.refresh_interval.0;
+                if due {
+                    *refreshing = true;
+                }
+                due
+            }
+        };
+        if !start {
+            return;
+        }
+        if matches!(self.path_state, PathState::Missing(_)) {
+            self.path_state = PathState::Resolving;
+        }
+        let (policy, me) = (self.services.policy.clone(), ctx.address());
+        let (domain, source, site) =
+            (self.routing_domain.clone(), self.source.name.clone(), self.site_name().to_string());
+        actix::spawn(async move {
+            let result = policy
+                .call(Lane::Config, move |state| state.get_egress_path_config(&domain, &source, &site))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            me.do_send(PathResolved(result));
+        });
+    }
+
+    fn path_known(&self) -> bool {
+        matches!(self.path_state, PathState::Ready { .. })
+    }
+
+    /// Open a connection if the backlog calls for one and the limits allow it.
+    fn maybe_connect(&mut self, ctx: &mut Context<Self>) {
+        self.publish();
+        if self.ready.is_empty() || !self.path_known() || self.connect_scheduled {
+            return;
+        }
+        let limit = self.path.connection_limit;
+        // Reuse before fan-out: open another connection only when each one has a backlog.
+        let wanted = self.connections == 0 || self.ready.len() > self.connections * BACKLOG_PER_CONNECTION;
+        if self.connections >= limit || !wanted {
+            return;
+        }
+        if let Some(rate) = self.connection_rate.as_mut()
+            && let Err(wait) = rate.acquire(Instant::now())
+        {
+            self.connect_scheduled = true;
+            ctx.run_later(wait, |me, ctx| {
+                me.connect_scheduled = false;
+                me.maybe_connect(ctx);
+            });
+            return;
+        }
+        self.connections += 1;
+        self.publish();
+        let (services, site, kind, source, path, me) = (
+            self.services.clone(),
+            self.name.clone(),
+            self.kind.clone(),
+            self.source.clone(),
+            self.path.clone(),
+            ctx.address(),
+        );
+        actix::spawn(async move {
+            match &kind {
+                SiteKind::Lua { constructor } => {
+                    custom_lua::connection(services, site, constructor, me.clone()).await
+                }
+                _ => smtp::connection(services, site, kind, source, path, me.clone()).await,
+            }
+            me.do_send(ConnectionClosed);
+        });
+    }
+
+    /// `max_ready`: a message beyond it goes back to its scheduled queue, due again within a
+    /// minute (KumoMTA: a randomized delay of up to 60 s), with no attempt counted.
+    fn overflow(&self, item: ReadyItem) {
+        let services = self.services.clone();
+        actix::spawn(async move {
+            let Some(msg) = smtp::take(&services, &item).await else { return };
+            let delay = Duration::from_millis(rand::random_range(1_000..60_000));
+            let req = Requeue {
+                msg,
+                queue: item.queue.clone(),
+                config: item.config.clone(),
+                response: Response::new(
+                    451,
+                    Some("4.4.5"),
+                    "KumoMTA internal: ready queue is full (max_ready)",
+                ),
+                ctx: InsertContext::new(InsertReason::ReadyQueueWasFull),
+                increment: false,
+                delay: Some(delay),
+            };
+            requeue::requeue(&services, req).await;
+        });
+    }
+
+    /// Give a message to an idle connection, if one is waiting; otherwise hand it back.
+    fn hand_to_waiter(&mut self, mut item: ReadyItem) -> Option<ReadyItem> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(item) {
+                Ok(()) => return None,
+                // That connection stopped waiting (idle_timeout): try the next one.
+                Err(back) => item = back,
+            }
+        }
+        Some(item)
+    }
+}
+
+impl Actor for ReadyQueue {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.ensure_path(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Ready(pub ReadyItem);
+
+impl Handler<Ready> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
+        self.ensure_path(ctx);
+        let Some(item) = self.hand_to_waiter(item) else { return };
+        if self.path_known() && self.ready.len() >= self.path.max_ready {
+            return self.overflow(item);
+        }
+        self.ready.push_back(item);
+        self.maybe_connect(ctx);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct PathResolved(Result<EgressPathConfig, String>);
+
+impl Handler<PathResolved> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, PathResolved(result): PathResolved, ctx: &mut Context<Self>) {
+        let path = match result {
+            Ok(path) => path,
+            Err(error) if self.path_known() => {
+                tracing::error!(ready_queue = %self.name, %error, "get_egress_path_config refresh failed; keeping the previous config");
+                self.path_state = PathState::Ready { fetched: Instant::now(), refreshing: false };
+                return;
+            }
+            Err(error) => {
+                tracing::error!(ready_queue = %self.name, %error, "get_egress_path_config failed; its messages are retried later");
+                self.path_state = PathState::Missing(Some(Instant::now()));
+                let why = format!("failed to resolve egress path config: {error}");
+                for item in self.ready.drain(..) {
+                    let (services, why) = (self.services.clone(), why.clone());
+                    actix::spawn(async move { smtp::unroutable(&services, item, why).await });
+                }
+                self.publish();
+                return;
+            }
+        };
+        // A changed limit applies to the running queue; open connections are kept.
+        self.connection_rate = match (path.max_connection_rate, self.connection_rate.take()) {
+            (Some(rate), Some(mut g)) => {
+                g.set_rate(rate);
+                Some(g)
+            }
+            (Some(rate), None) => Some(Gcra::new(rate)),
+            (None, _) => None,
+        };
+        self.message_rate = match (path.max_message_rate, self.message_rate.take()) {
+            (Some(rate), Some(mut g)) => {
+                g.set_rate(rate);
+                Some(g)
+            }
+            (Some(rate), None) => Some(Gcra::new(rate)),
+            (None, _) => None,
+        };
+        self.path = Arc::new(path);
+        self.path_state = PathState::Ready { fetched: Instant::now(), refreshing: false };
+        while self.ready.len() > self.path.max_ready {
+            if let Some(item) = self.ready.pop_back() {
+                self.overflow(item);
+            }
+        }
+        self.maybe_connect(ctx);
+    }
+}
+
+/// What a connection gets when it asks for work.
+pub enum Work {
+    Item(ReadyItem),
+    /// Nothing now: wait up to the duration for a message handed over directly.
+    Wait(oneshot::Receiver<ReadyItem>, Duration),
+    Done,
+}
+
+/// A connection asks for its next message; `wait` = it can idle for one (SMTP can, Lua need not).
+#[derive(Message)]
+#[rtype(result = "Work")]
+pub struct Next {
+    pub wait: bool,
+}
+
+impl Handler<Next> for ReadyQueue {
+    type Result = MessageResult<Next>;
+    fn handle(&mut self, Next { wait }: Next, _: &mut Context<Self>) -> Self::Result {
+        let next = self.ready.pop_front();
+        crate::delivery::shrink_after_backlog(&mut self.ready);
+        self.publish();
+        MessageResult(match next {
+            Some(item) => Work::Item(item),
+            None if wait => {
+                let (tx, rx) = oneshot::channel();
+                self.waiters.push_back(tx);
+                Work::Wait(rx, self.path.idle())
+            }
+            None => Work::Done,
+        })
+    }
+}
+
+/// The next message for a connection, waiting up to the path's `idle_timeout` when `wait`.
+pub async fn next_item(queue: &Addr<ReadyQueue>, wait: bool) -> Option<ReadyItem> {
+    match queue.send(Next { wait }).await.ok()? {
+        Work::Item(item) => Some(item),
+        Work::Wait(rx, idle) => tokio::time::timeout(idle, rx).await.ok()?.ok(),
+        Work::Done => None,
+    }
+}
+
+/// `max_message_rate`: may a message be sent now, or how long until one may.
+#[derive(Message)]
+#[rtype(result = "Result<(), Duration>")]
+pub struct AcquireSend;
+
+impl Handler<AcquireSend> for ReadyQueue {
+    type Result = Result<(), Duration>;
+    fn handle(&mut self, _: AcquireSend, _: &mut Context<Self>) -> Result<(), Duration> {
+        match self.message_rate.as_mut() {
+            Some(rate) => rate.acquire(Instant::now()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Wait until the path's `max_message_rate` lets one more message go.
+pub async fn throttle_send(queue: &Addr<ReadyQueue>) {
+    while let Ok(Err(wait)) = queue.send(AcquireSend).await {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ConnectionClosed;
+
+impl Handler<ConnectionClosed> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, _: ConnectionClosed, ctx: &mut Context<Self>) {
+        self.connections = self.connections.saturating_sub(1);
+        self.publish();
+        if self.connections == 0 && self.ready.is_empty() {
+            self.manager.do_send(crate::delivery::SiteIdle(self.name.clone(), ctx.address()));
+        }
+        // Items that arrived while the last connection was finishing (it had already taken its
+        // last message, or failed and drained the queue) still need one.
+        self.maybe_connect(ctx);
+    }
+}
+
+/// Take every queued item (a site-wide failure settles them all at once).
+#[derive(Message)]
+#[rtype(result = "Vec<ReadyItem>")]
+pub struct DrainAll;
+
+impl Handler<DrainAll> for ReadyQueue {
+    type Result = MessageResult<DrainAll>;
+    fn handle(&mut self, _: DrainAll, _: &mut Context<Self>) -> Self::Result {
+        let all = self.ready.drain(..).collect();
+        self.publish();
+        MessageResult(all)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopIfIdle;
+
+impl Handler<StopIfIdle> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, _: StopIfIdle, ctx: &mut Context<Self>) {
+        // Items that raced in after the idle report go back through the manager.
+        for item in self.ready.drain(..) {
+            self.manager.do_send(Enqueue(item));
+        }
+        if self.connections == 0 {
+            ctx.stop();
+        }
+    }
+}
