@@ -157,6 +157,20 @@ pub enum AdminCmd {
         #[arg(long)]
         no_limit: bool,
     },
+    /// Show one spooled message: envelope, meta, due time, attempts, scheduling (JSON).
+    InspectMessage {
+        /// The message id (from the 250 reply or a log record).
+        id: String,
+        /// Include the message's bytes as `data`.
+        #[arg(long)]
+        want_body: bool,
+    },
+    /// Change the node's diagnostic (stderr) log filter until the next change or restart,
+    /// e.g. `info,ferry_actors::delivery=debug`.
+    SetLogFilter {
+        /// A tracing EnvFilter directive, as FERRY_LOG takes.
+        filter: String,
+    },
 }
 
 /// Where admin requests go, and with which credentials.
@@ -364,6 +378,21 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             }
             let (_, text) = call(&api, Method::GET, &url, None).await?;
             println!("{}", pretty(&text));
+        }
+        AdminCmd::InspectMessage { id, want_body } => {
+            let mut url = format!("/api/admin/inspect-message/v1?id={}", urlencode(&id));
+            if want_body {
+                url.push_str("&want_body=true");
+            }
+            let (_, text) = call(&api, Method::GET, &url, None).await?;
+            println!("{}", pretty(&text));
+        }
+        AdminCmd::SetLogFilter { filter } => {
+            let body = json!({"filter": filter});
+            call(&api, Method::POST, "/api/admin/set_diagnostic_log_filter/v1", Some(body)).await?;
+            if !api.json {
+                println!("diagnostic log filter is now {filter}");
+            }
         }
     }
     Ok(())

@@ -42,9 +42,9 @@ impl From<anyhow::Error> for Failure {
 }
 
 pub fn run(config: Config) -> ExitCode {
-    init_tracing();
+    let diagnostic_filter = init_tracing();
     raise_fd_limit();
-    match actix_rt::System::new().block_on(serve(config)) {
+    match actix_rt::System::new().block_on(serve(config, diagnostic_filter)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(msg)) => {
             eprintln!("ferry: {msg}");
@@ -75,15 +75,28 @@ fn raise_fd_limit() {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Diagnostics go to stderr under `FERRY_LOG` (default `info`). The filter sits behind a reload
+/// layer so `set_diagnostic_log_filter` can swap it while the node runs; None if a subscriber was
+/// already installed (then the filter cannot be changed).
+fn init_tracing() -> Option<ferry_web::DiagnosticFilter> {
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, fmt, reload};
+    let filter = EnvFilter::try_from_env("FERRY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr))
+        .try_init()
+        .ok()?;
+    Some(ferry_web::DiagnosticFilter::new(move |directive| {
+        use ferry_web::FilterError;
+        let parsed = EnvFilter::try_new(directive).map_err(|e| FilterError::Invalid(e.to_string()))?;
+        // Said under the filter being replaced, which is the one the operator has been reading.
+        tracing::info!(filter = directive, "diagnostic log filter changed");
+        handle.reload(parsed).map_err(|e| FilterError::Unavailable(e.to_string()))
+    }))
 }
 
 fn system_hostname() -> String {
@@ -94,7 +107,10 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-async fn serve(config: Config) -> Result<(), Failure> {
+async fn serve(
+    config: Config,
+    diagnostic_filter: Option<ferry_web::DiagnosticFilter>,
+) -> Result<(), Failure> {
     let token = config.bearer_token().map_err(|e| Failure::Config(e.to_string()))?;
     let data_dir = config.node.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
@@ -212,6 +228,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
         trusted_hosts: Arc::new(config.http.trusted_hosts.clone()),
         token: token.map(Arc::from),
         xfer_body_limit: config.xfer.max_body_size.0 as usize,
+        diagnostic_filter,
     };
     let http = HttpServer::new(move || {
         ferry_web::build(

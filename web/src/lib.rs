@@ -4,6 +4,8 @@
 mod admin;
 mod directives;
 mod errors;
+mod inspect_message;
+mod log_filter;
 mod observe;
 mod xfer;
 
@@ -15,6 +17,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{HttpMessage, HttpResponse, get, web};
 use ferry_actors::queue::{QueueManager, Services};
 use ferry_config::Cidr;
+pub use log_filter::{DiagnosticFilter, FilterError};
 
 /// What the handlers talk to.
 #[derive(Clone)]
@@ -26,6 +29,9 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// `[xfer] max_body_size`.
     pub xfer_body_limit: usize,
+    /// Swaps the stderr tracing filter (`set_diagnostic_log_filter`); None where the process's
+    /// subscriber was not built reloadable.
+    pub diagnostic_filter: Option<DiagnosticFilter>,
 }
 
 /// How the middleware admitted a request (a request extension): `trusted_hosts` or `bearer_token`.
@@ -45,6 +51,8 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
                 .app_data(errors::query_config())
                 .app_data(wire);
             admin::routes(cfg);
+            inspect_message::routes(cfg);
+            log_filter::routes(cfg);
             directives::routes(cfg);
             observe::routes(cfg);
             xfer::routes(cfg);
