@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A/B end-to-end relay: two ferry builds, alternating, through the same counting sink.
 # Usage: bench/relay_ab.sh BIN_DIR_A BIN_DIR_B [messages] [rounds] [size]
-#   (each BIN_DIR holds `ferry` and `smtp-sink`, e.g. release builds of two commits)
-# EXTRA_LUA is appended to the relay policy (e.g. an egress path config for B; A ignores events
-# it does not know).
+#   (each BIN_DIR holds `ferry` and `smtp-sink`, e.g. release builds of two commits, or the same
+#   build twice with different policies)
+# LUA_A / LUA_B are appended to A's / B's relay policy (a build ignores events it does not know);
+# QCFG_A / QCFG_B are inserted into the relay's make_queue_config{} (e.g. "egress_pool = 'p4', ");
+# DOMAINS spreads the recipients over that many domains (queues).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$1 b=$2 messages=${3:-20000} rounds=${4:-3} size=${5:-4096}
@@ -14,13 +16,14 @@ trap cleanup EXIT
 . bench/lib.sh
 
 run() {
-  local label=$1 bin=$2 dir=$work/$1-$3
+  local label=$1 bin=$2 dir=$work/$1-$3 extra=$4 qcfg=$5
   start_relay_sink "$bin" "$dir/sink"
-  printf '%s\n' "${EXTRA_LUA:-}" >> "$dir/sink/policy.lua"
+  sed -i "s/make_queue_config { /make_queue_config { $qcfg/" "$dir/sink/policy.lua"
+  printf '%s\n' "$extra" >> "$dir/sink/policy.lua"
   start_ferry "$bin/ferry" "$dir" "$dir/sink/policy.lua"
   local start end
   start=$(date +%s.%N)
-  "$bin/ferry" bench-smtp --target "$FERRY_SMTP" --messages "$messages" --concurrency 50 --size "$size" >/dev/null
+  "$bin/ferry" bench-smtp --target "$FERRY_SMTP" --messages "$messages" --concurrency 50 --size "$size" --domains "${DOMAINS:-1}" >/dev/null
   until [ "$(cat "$dir/sink/count" 2>/dev/null || echo 0)" -ge "$messages" ]; do sleep 0.02; done
   end=$(date +%s.%N)
   python3 -c "import sys; n=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'{sys.argv[4]}: {n} x {sys.argv[5]} B delivered in {t:.2f}s: {n/t:.0f} msgs/s')" "$messages" "$start" "$end" "$label" "$size"
@@ -28,6 +31,6 @@ run() {
 }
 
 for r in $(seq 1 "$rounds"); do
-  run A "$a" "$r"
-  run B "$b" "$r"
+  run A "$a" "$r" "${LUA_A:-}" "${QCFG_A:-}"
+  run B "$b" "$r" "${LUA_B:-}" "${QCFG_B:-}"
 done

@@ -145,6 +145,7 @@ fn client_settings(
             data_dot: path.data_dot_timeout.0,
             rset: path.rset_timeout.0,
         },
+        pipelining: path.enable_pipelining,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct ClientSettings {
     /// The egress source's address to bind before connecting; None: the kernel chooses.
     pub source_address: Option<IpAddr>,
     pub timeouts: Timeouts,
+    /// Send MAIL, every RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
+    pub pipelining: bool,
 }
 
 /// An egress path's client timeouts (KumoMTA's names).
@@ -202,6 +204,9 @@ impl SmtpClient {
         if utf8 && self.extensions.contains("SMTPUTF8") {
             mail.push_str(" SMTPUTF8");
         }
+        if self.settings.pipelining && self.extensions.contains("PIPELINING") {
+            return self.send_pipelined(&mail, recipients, body).await;
+        }
         let t = self.settings.timeouts;
         let mail = self.command(&mail, t.mail_from).await?;
         if mail.code >= 400 {
@@ -243,6 +248,88 @@ impl SmtpClient {
         let payload = smtp_data_payload(body);
         let done = self.transact(&payload, ".", "end of message data", t.data_dot).await?;
         Ok(fill(results, &done))
+    }
+
+    /// [`send`](Self::send) with RFC 2920 pipelining: MAIL, the RCPTs and DATA go out in one
+    /// write, then their replies are read in order, each within its own timeout. Outcomes are the
+    /// same as the one-by-one exchange: a refused RCPT does not stop the others, a refused MAIL
+    /// answers for everyone, a 421 ends the transaction and the connection.
+    async fn send_pipelined(
+        &mut self,
+        mail: &str,
+        recipients: &[String],
+        body: &[u8],
+    ) -> Result<Vec<Response>, ClientError> {
+        let t = self.settings.timeouts;
+        let mut results: Vec<Option<Response>> = vec![None; recipients.len()];
+        let mut batch = format!("{mail}\r\n");
+        let mut sent = Vec::with_capacity(recipients.len());
+        for (i, rcpt) in recipients.iter().enumerate() {
+            match check_address(rcpt) {
+                Err(e) => results[i] = Some(bad_address("RCPT TO", rcpt, "5.1.3", e)),
+                Ok(()) => {
+                    let line = format!("RCPT TO:<{rcpt}>");
+                    batch.push_str(&line);
+                    batch.push_str("\r\n");
+                    sent.push((i, line));
+                }
+            }
+        }
+        if sent.is_empty() {
+            return Ok(results.into_iter().flatten().collect());
+        }
+        batch.push_str("DATA\r\n");
+        let mail_reply = self.transact(batch.as_bytes(), mail, mail, t.mail_from).await?;
+        if mail_reply.code == 421 {
+            return Ok(fill(results, &mail_reply));
+        }
+        let mut accepted = 0;
+        for (i, line) in &sent {
+            let reply = self.read_response(line, t.rcpt_to).await?;
+            if reply.code == 421 {
+                return Ok(fill(results, &reply));
+            }
+            if mail_reply.code >= 400 {
+                results[*i] = Some(mail_reply.clone());
+            } else if reply.code < 400 {
+                accepted += 1;
+            } else {
+                results[*i] = Some(reply);
+            }
+        }
+        let data = self.read_response("DATA", t.data).await?;
+        match data.code {
+            354 if accepted > 0 => {
+                let payload = smtp_data_payload(body);
+                let done = self.transact(&payload, ".", "end of message data", t.data_dot).await?;
+                Ok(fill(results, &done))
+            }
+            // A server that takes DATA with no recipient: end the empty message (RFC 2920 §3.1).
+            354 => {
+                self.transact(b".\r\n", ".", "end of message data", t.data_dot).await?;
+                self.reset().await;
+                Ok(fill(results, &mail_reply))
+            }
+            code if code < 400 => {
+                self.reusable = false;
+                Err(ClientError::Protocol(format!("DATA got {}", data.to_single_line())))
+            }
+            _ => {
+                self.reset().await;
+                Ok(fill(results, if accepted == 0 { &mail_reply } else { &data }))
+            }
+        }
+    }
+
+    /// Read the reply to a command already sent (pipelining).
+    async fn read_response(&mut self, command: &str, limit: Duration) -> Result<Response, ClientError> {
+        let result = match timeout(limit, self.read_reply()).await {
+            Err(_) => Err(ClientError::Timeout(command.to_string())),
+            Ok(Err(e)) => Err(e.during(command)),
+            Ok(Ok(reply)) => Ok(response(&reply, command)),
+        };
+        self.reusable &= result.as_ref().is_ok_and(|r| r.code != 421);
+        result
     }
 
     /// A connection can carry the next message unless it errored, timed out or got a 421.
@@ -509,6 +596,8 @@ mod tests {
     async fn session(sock: TcpStream, script: Arc<Script>, seen: Seen) {
         let (rd, mut wr) = sock.into_split();
         let (mut rd, mut line, mut reply) = (BufReader::new(rd), String::new(), script.greeting.to_string());
+        // (MAIL accepted, some RCPT accepted): a real server refuses DATA without both.
+        let mut tx = (false, false);
         while reply != "HANG" {
             wr.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
             line.clear();
@@ -520,12 +609,27 @@ mod tests {
             }
             let cmd = line.trim_end().to_string();
             seen.lock().unwrap().1.push(cmd.clone());
+            // The client's RCPTs and DATA arrived with its MAIL, before any reply: pipelined.
+            if cmd.starts_with("MAIL") && String::from_utf8_lossy(rd.buffer()).contains("DATA\r\n") {
+                seen.lock().unwrap().1.push("(pipelined)".into());
+            }
             let addr = cmd.split_once('<').and_then(|(_, a)| a.split_once('>')).map_or("", |(a, _)| a);
             let rule = script.rules.iter().find(|(a, _)| *a == addr).map(|(_, r)| r.to_string());
             reply = match cmd.get(..4).unwrap_or("") {
                 "EHLO" => script.ehlo.to_string(),
-                "MAIL" | "RCPT" => rule.unwrap_or_else(|| "250 2.1.0 ok".into()),
+                "MAIL" | "RCPT" => {
+                    let r = rule.unwrap_or_else(|| "250 2.1.0 ok".into());
+                    let ok = r.starts_with('2');
+                    if cmd.starts_with("MAIL") {
+                        tx = (ok, false)
+                    } else {
+                        tx.1 |= ok && tx.0
+                    }
+                    r
+                }
+                "DATA" if tx != (true, true) => "554 5.5.1 no valid recipients".into(),
                 "DATA" => {
+                    tx = (false, false);
                     wr.write_all(b"354 go ahead\r\n").await.unwrap();
                     let mut body = String::new();
                     loop {
@@ -540,7 +644,10 @@ mod tests {
                     "250 2.0.0 queued as 1".into()
                 }
                 "QUIT" => "221 2.0.0 bye".into(),
-                "HELO" | "RSET" => "250 ok".into(),
+                "HELO" | "RSET" => {
+                    tx = (false, false);
+                    "250 ok".into()
+                }
                 _ => "500 5.5.2 what?".into(),
             };
         }
@@ -553,6 +660,7 @@ mod tests {
             ehlo_name: "ferry.test".into(),
             source_address: None,
             timeouts: Timeouts::uniform(t),
+            pipelining: true,
         }
     }
 
@@ -623,6 +731,37 @@ mod tests {
         assert_eq!((seen.0, &seen.3[..]), (1, &["one\r\n".to_string(), "two\r\n".to_string()][..]));
         assert!(seen.1.contains(&"MAIL FROM:<>".to_string()) && seen.1.contains(&"RSET".to_string()));
         assert!(!seen.1.iter().any(|c| c.contains("no-at-sign")));
+    }
+
+    /// With PIPELINING offered, the same outcomes as one by one: refused RCPTs keep their own
+    /// answers, the others get the final reply, and a refused MAIL answers for everyone.
+    #[tokio::test]
+    async fn pipelined_transactions_keep_per_recipient_outcomes() {
+        let script = Script {
+            ehlo: "250-fake\r\n250-PIPELINING\r\n250 8BITMIME",
+            rules: vec![("bad@x.com", "550 5.1.1 no such user"), ("blocked@x.com", "550 5.7.1 blocked")],
+            ..OK
+        };
+        let (target, seen) = fake_server(script).await;
+        let mut client = SmtpClient::connect(&target, &settings(5000)).await.unwrap();
+        let out =
+            client.send("s@x.com", &rcpts(&["a@x.com", "bad@x.com", "c@x.com"]), b"hi\r\n").await.unwrap();
+        let codes: Vec<u16> = out.iter().map(|r| r.code).collect();
+        assert_eq!(codes, [250, 550, 250]);
+        assert_eq!(out[1].command.as_deref(), Some("RCPT TO:<bad@x.com>"));
+        // Only refused recipients: DATA is refused by the server, then RSET; the connection lives on.
+        let out = client.send("s@x.com", &rcpts(&["bad@x.com"]), b"x\r\n").await.unwrap();
+        assert_eq!(out[0].code, 550);
+        let out = client.send("blocked@x.com", &rcpts(&["a@x.com", "c@x.com"]), b"x\r\n").await.unwrap();
+        assert!(
+            out.iter().all(|r| r.code == 550 && r.command.as_deref() == Some("MAIL FROM:<blocked@x.com>"))
+        );
+        let out = client.send("s@x.com", &rcpts(&["z@x.com"]), b"last\r\n").await.unwrap();
+        assert_eq!(out[0].code, 250);
+        assert!(client.is_reusable());
+        let seen = seen.lock().unwrap();
+        assert_eq!((seen.0, &seen.3[..]), (1, &["hi\r\n".to_string(), "last\r\n".to_string()][..]));
+        assert_eq!(seen.1.iter().filter(|c| *c == "(pipelined)").count(), 4, "{:?}", seen.1);
     }
 
     #[tokio::test]
