@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::delivery::{DeliveryManager, Enqueue, ReadyItem, SiteKind, custom_lua, service_name, smtp};
 use crate::metrics::OwnedGauge;
+use crate::model::drain_rate::DrainRate;
 use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
 use crate::model::gcra::Gcra;
@@ -56,6 +57,8 @@ pub struct ReadyQueue {
     message_rate: Option<Gcra>,
     /// A connection is due to be opened once `max_connection_rate` allows.
     connect_scheduled: bool,
+    /// How fast connections take messages (for the overflow delay).
+    drain: DrainRate,
     /// `ready_count{service}` and `connection_count{service}`.
     ready_gauge: OwnedGauge,
     connection_gauge: OwnedGauge,
@@ -90,6 +93,7 @@ impl ReadyQueue {
             connection_rate: None,
             message_rate: None,
             connect_scheduled: false,
+            drain: DrainRate::new(Instant::now()),
         }
     }
 
@@ -183,13 +187,14 @@ impl ReadyQueue {
         });
     }
 
-    /// `max_ready`: a message beyond it goes back to its scheduled queue, due again within a
-    /// minute (KumoMTA: a randomized delay of up to 60 s), with no attempt counted.
+    /// `max_ready`: a message beyond it goes back to its scheduled queue with no attempt counted,
+    /// due again once the queue should have made room (its measured drain rate, jittered; at
+    /// most a minute, as KumoMTA's random delay).
     fn overflow(&self, item: ReadyItem) {
         let services = self.services.clone();
+        let delay = self.drain.delay_for(self.ready.len(), rand::random());
         actix::spawn(async move {
             let Some(msg) = smtp::take(&services, &item).await else { return };
-            let delay = Duration::from_millis(rand::random_range(1_000..60_000));
             let req = Requeue {
                 msg,
                 queue: item.queue.clone(),
@@ -318,6 +323,9 @@ impl Handler<Next> for ReadyQueue {
     type Result = MessageResult<Next>;
     fn handle(&mut self, Next { wait }: Next, _: &mut Context<Self>) -> Self::Result {
         let next = self.ready.pop_front();
+        if next.is_some() {
+            self.drain.note_taken(Instant::now());
+        }
         crate::delivery::shrink_after_backlog(&mut self.ready);
         self.publish();
         MessageResult(match next {

@@ -17,6 +17,7 @@ pub mod address;
 pub mod admin;
 pub mod batch;
 pub mod egress;
+pub mod drain_rate;
 pub mod egress_path;
 pub mod gcra;
 pub mod insert_context;
