@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use crate::model::RecordType;
 
+mod ready_queues;
+pub use ready_queues::{Counts, OwnedReadyQueueStats, PathLimits, ReadyQueueFamily, ReadyQueueStats};
+
 /// One labelled gauge per key (a queue name, a ready queue).
 #[derive(Default)]
 pub struct GaugeFamily {
@@ -117,6 +120,8 @@ pub struct Metrics {
     pub ready: GaugeFamily,
     /// `connection_count{service}`: open connections (or requests in flight) per ready queue.
     pub connections: GaugeFamily,
+    /// Each live ready queue: its source, site, path limits and delivery counters.
+    pub ready_queues: ReadyQueueFamily,
     /// Records logged, by type.
     records: [AtomicU64; RECORD_TYPES.len()],
     pub spool_commit: Histogram,

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use awc::http::Method;
 use serde_json::{Value, json};
 
 use crate::admin::{Api, call};
+use crate::ready_queue_view::{ready_rows, render_top_panel, summary_json, summary_table};
 
 /// One sample of the Prometheus text format: metric name, its single label value (if any), value.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,14 +80,7 @@ pub async fn queue_summary(api: &Api, args: SummaryArgs) -> anyhow::Result<()> {
         scheduled.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     }
     scheduled.truncate(args.limit);
-    let connections: BTreeMap<String, u64> = gauge("connection_count").into_iter().collect();
-    let ready: Vec<(String, u64, u64)> = gauge("ready_count")
-        .into_iter()
-        .map(|(s, n)| {
-            let c = connections.get(&s).copied().unwrap_or(0);
-            (s, n, c)
-        })
-        .collect();
+    let ready = ready_rows(&samples);
     let totals: BTreeMap<String, u64> = samples
         .iter()
         .filter(|s| s.name.starts_with("total_messages_") && s.label.is_none())
@@ -97,7 +91,7 @@ pub async fn queue_summary(api: &Api, args: SummaryArgs) -> anyhow::Result<()> {
     if args.json {
         let out = json!({
             "scheduled": scheduled.iter().map(|(q, n)| json!({"queue": q, "count": n})).collect::<Vec<_>>(),
-            "ready": ready.iter().map(|(s, n, c)| json!({"service": s, "count": n, "connections": c})).collect::<Vec<_>>(),
+            "ready": summary_json(&ready),
             "totals": totals, "suspensions": suspended, "bounces": bounces,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -111,12 +105,7 @@ pub async fn queue_summary(api: &Api, args: SummaryArgs) -> anyhow::Result<()> {
         1,
     );
     out.push('\n');
-    table(
-        &mut out,
-        &["READY QUEUE", "READY", "CONNECTIONS"],
-        ready.iter().map(|(s, n, c)| vec![s.clone(), n.to_string(), c.to_string()]),
-        1,
-    );
+    summary_table(&mut out, &ready);
     out.push('\n');
     let total_line: Vec<String> =
         totals.iter().map(|(k, v)| format!("{} {v}", k.trim_start_matches("total_messages_"))).collect();
@@ -190,8 +179,8 @@ pub(crate) fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item 
     }
 }
 
-/// One frame of `ferry top`.
-pub fn render_top(v: &Value, endpoint: &str) -> String {
+/// One frame of `ferry top`; `prev` is the reading before (and seconds since), for rates.
+pub fn render_top(v: &Value, endpoint: &str, prev: Option<(&Value, f64)>) -> String {
     let mut out = String::new();
     let totals = &v["totals"];
     let n = |k: &str| totals[k].as_u64().unwrap_or(0);
@@ -226,18 +215,7 @@ pub fn render_top(v: &Value, endpoint: &str) -> String {
         1,
     );
     out.push('\n');
-    table(
-        &mut out,
-        &["DISPATCHER", "READY", "CONNECTIONS"],
-        v["dispatchers"].as_array().into_iter().flatten().map(|d| {
-            vec![
-                d["service"].as_str().unwrap_or("").to_string(),
-                d["ready"].to_string(),
-                d["connections"].to_string(),
-            ]
-        }),
-        1,
-    );
+    render_top_panel(&mut out, v, prev);
     out.push('\n');
     table(
         &mut out,
@@ -258,11 +236,21 @@ pub fn render_top(v: &Value, endpoint: &str) -> String {
     out
 }
 
+/// `--once` still reads twice, a refresh apart, so its frame has the rates a live one has.
 pub async fn top(api: &Api, once: bool, limit: usize) -> anyhow::Result<()> {
+    const REFRESH: Duration = Duration::from_secs(1);
+    let mut prev: Option<(Value, Instant)> = None;
     loop {
         let (_, text) = call(api, Method::GET, &format!("/api/admin/actors/v1?limit={limit}"), None).await?;
         let v: Value = serde_json::from_str(&text).context("unexpected reply from /api/admin/actors/v1")?;
-        let frame = render_top(&v, &api.base);
+        let now = Instant::now();
+        if once && prev.is_none() {
+            prev = Some((v, now));
+            actix_rt::time::sleep(REFRESH).await;
+            continue;
+        }
+        let earlier = prev.as_ref().map(|(p, at)| (p, now.duration_since(*at).as_secs_f64()));
+        let frame = render_top(&v, &api.base, earlier);
         if once {
             print!("{frame}");
             return Ok(());
@@ -272,7 +260,8 @@ pub async fn top(api: &Api, once: bool, limit: usize) -> anyhow::Result<()> {
         write!(stdout, "\x1b[H\x1b[2J{frame}")?;
         stdout.flush()?;
         drop(stdout);
-        actix_rt::time::sleep(Duration::from_secs(1)).await;
+        prev = Some((v, now));
+        actix_rt::time::sleep(REFRESH).await;
     }
 }
 

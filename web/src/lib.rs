@@ -7,6 +7,7 @@ mod errors;
 mod inspect_message;
 mod log_filter;
 mod observe;
+mod prometheus;
 mod xfer;
 
 use std::sync::Arc;

@@ -1,15 +1,14 @@
-//! What the actors publish: `GET /metrics` (Prometheus text, streamed family by family in chunks
-//! so a million queues never become one string) and `GET /api/admin/actors/v1` (every kind of
-//! live actor and its state, as JSON).
+//! What the actors publish, for people: `GET /api/admin/actors/v1` (every kind of live actor and
+//! its state, as JSON), the latest records, and the dashboard that polls them. `GET /metrics` is
+//! in `prometheus.rs`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, get, web};
-use ferry_actors::metrics::{GaugeFamily, HistogramSnapshot, Metrics, metrics};
+use ferry_actors::metrics::{GaugeFamily, Metrics, metrics};
 use ferry_actors::queue::InspectQueue;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -17,119 +16,11 @@ use serde_json::{Value, json};
 use crate::AppState;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(prometheus).service(actors).service(records).service(dashboard);
+    cfg.service(crate::prometheus::prometheus).service(actors).service(records).service(dashboard);
 }
 
-/// Lines per streamed chunk.
+/// Gauge entries read per lock when looking for the largest queues.
 const CHUNK: usize = 1000;
-
-/// Prometheus label value escaping.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn histogram(out: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-    for (le, n) in &h.buckets {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count);
-    let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", h.sum.as_secs_f64(), h.count);
-}
-
-/// Counters, histograms and single gauges: small, rendered at once.
-fn head(m: &Metrics) -> String {
-    let mut out = String::new();
-    for (name, help, value) in m.totals() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-    }
-    let dropped = m.log_records_dropped.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP log_records_dropped Log records lost because the log disk refused them\n# TYPE log_records_dropped counter\nlog_records_dropped {dropped}"
-    );
-    histogram(
-        &mut out,
-        "spool_commit_seconds",
-        "Spool commit (with fsync) latency",
-        &m.spool_commit.snapshot(),
-    );
-    histogram(
-        &mut out,
-        "policy_handler_seconds",
-        "Time a policy call held a Lua state",
-        &m.policy_handler.snapshot(),
-    );
-    let denied = m.connections_denied.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP total_connections_denied SMTP connections refused for smtp.max_connections or max_connections_per_ip\n# TYPE total_connections_denied counter\ntotal_connections_denied {denied}"
-    );
-    let open = m.smtp_connections.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP smtp_server_connections Open SMTP sessions\n# TYPE smtp_server_connections gauge\nsmtp_server_connections {open}"
-    );
-    let queued = m.policy_queued.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP policy_queue_depth Policy calls waiting for a Lua state\n# TYPE policy_queue_depth gauge\npolicy_queue_depth {queued}"
-    );
-    out
-}
-
-/// The labelled gauge families, in order: (metric, label, help, family).
-fn families(m: &'static Metrics) -> [(&'static str, &'static str, &'static str, &'static GaugeFamily); 3] {
-    [
-        ("scheduled_count", "queue", "Messages waiting in a scheduled queue", &m.scheduled),
-        ("ready_count", "service", "Messages in a ready queue", &m.ready),
-        (
-            "connection_count",
-            "service",
-            "Open connections (xfer: requests in flight) of a ready queue",
-            &m.connections,
-        ),
-    ]
-}
-
-enum Cursor {
-    Head,
-    /// Family index, and the last key written (None: the family's header is next).
-    Family(usize, Option<String>),
-    Done,
-}
-
-#[utoipa::path(tag = "observe", responses((status = 200, description = "Prometheus text format, streamed", body = String, content_type = "text/plain"), (status = 403, description = "Not a trusted host and no valid bearer token")))]
-#[get("/metrics")]
-async fn prometheus() -> HttpResponse {
-    let m = metrics();
-    let body = futures_util::stream::unfold(Cursor::Head, move |cursor| async move {
-        let (chunk, next) = match cursor {
-            Cursor::Done => return None,
-            Cursor::Head => (head(m), Cursor::Family(0, None)),
-            Cursor::Family(i, _) if i >= 3 => return None,
-            Cursor::Family(i, last) => {
-                let (name, label, help, family) = families(m)[i];
-                let mut out = String::new();
-                if last.is_none() {
-                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                }
-                let rows = family.chunk_after(last.as_deref(), CHUNK);
-                for (key, value) in &rows {
-                    let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {value}", escape(key));
-                }
-                let next = match rows.last() {
-                    Some((key, _)) if rows.len() == CHUNK => Cursor::Family(i, Some(key.clone())),
-                    _ if i + 1 < 3 => Cursor::Family(i + 1, None),
-                    _ => Cursor::Done,
-                };
-                (out, next)
-            }
-        };
-        Some((Ok::<_, actix_web::Error>(web::Bytes::from(chunk)), next))
-    });
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").streaming(body)
-}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +54,24 @@ fn largest(family: &GaugeFamily, n: usize) -> Vec<(String, i64)> {
 
 fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Every live ready queue, ordered by source then site: what it is, its path's limits (null
+/// until the path config is known), its ready and connection counts and its delivery counters
+/// (clients turn two readings into rates).
+fn ready_queues(m: &Metrics) -> Vec<Value> {
+    let mut all = m.ready_queues.chunk_after(None, usize::MAX);
+    all.sort_by(|a, b| (&a.source, &a.site).cmp(&(&b.source, &b.site)));
+    all.iter()
+        .map(|q| {
+            json!({
+                "name": q.name, "service": q.service, "source": q.source, "site": q.site,
+                "protocol": q.protocol, "ready": m.ready.get(&q.service).unwrap_or(0),
+                "connections": m.connections.get(&q.service).unwrap_or(0),
+                "limits": q.limits(), "counts": q.counts(),
+            })
+        })
+        .collect()
 }
 
 #[utoipa::path(tag = "observe", params(ActorsQuery), responses((status = 200, description = "Every kind of live actor and its state", body = serde_json::Value), (status = 400, description = "Bad query", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
@@ -209,6 +118,7 @@ async fn actors(state: web::Data<AppState>, q: web::Query<ActorsQuery>) -> HttpR
     let batch = m.spool_batch.snapshot();
     let stats = state.services.writer.stats();
     HttpResponse::Ok().json(json!({
+        "ready_queues": ready_queues(m),
         "scheduled_queues": {"total": m.scheduled.len(), "shown": queues.len(), "largest": queues},
         "dispatchers": dispatchers,
         "xfer_targets": targets,
@@ -250,13 +160,4 @@ async fn records(q: web::Query<RecordsQuery>) -> HttpResponse {
 #[get("/")]
 async fn dashboard() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("dashboard/index.html"))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(super::escape(r#"a"b\c"#), r#"a\"b\\c"#);
-        assert_eq!(super::escape("x\ny"), "x\\ny");
-    }
 }

@@ -1,10 +1,13 @@
 //! custom_lua connections (SPEC §7.3): each "connection" sends through the policy actor, where the
 //! constructor's object lives.
 
+use std::sync::Arc;
+
 use actix::Addr;
 
 use super::outcome::internal_error;
 use crate::egress::ready_queue::{ReadyQueue, next_item};
+use crate::metrics::ReadyQueueStats;
 use crate::model::Response;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name;
@@ -13,7 +16,13 @@ use crate::queue::requeue;
 use crate::queue::requeue::transient;
 use crate::queue::{Attempt, Records, Services};
 
-pub(crate) async fn connection(services: Services, site: String, constructor: &str, queue: Addr<ReadyQueue>) {
+pub(crate) async fn connection(
+    services: Services,
+    stats: Arc<ReadyQueueStats>,
+    site: String,
+    constructor: &str,
+    queue: Addr<ReadyQueue>,
+) {
     while let Some(item) = next_item(&queue, false).await {
         let Some(msg) = super::smtp::take(&services, &item).await else { continue };
         let (ctor, queue) = (constructor.to_string(), item.queue.clone());
@@ -33,18 +42,22 @@ pub(crate) async fn connection(services: Services, site: String, constructor: &s
         let logged = InsertContext::new(InsertReason::LoggedTransientFailure);
         match result {
             Ok(text) => {
+                stats.delivered();
                 records.delivery(&msg, &item.queue, Response::new(200, None, text), &attempt);
                 requeue::remove(&services, &msg).await;
             }
             Err(PolicyError::Rejected { code, text }) if (400..500).contains(&code) => {
+                stats.transfail();
                 let response = Response::new(code, None, text);
                 transient(&services, msg, &item.queue, &item.config, response, &attempt, logged).await;
             }
             Err(PolicyError::Rejected { code, text }) => {
+                stats.fail();
                 records.bounce(&msg, &item.queue, Response::new(code, None, text), &attempt);
                 requeue::remove(&services, &msg).await;
             }
             Err(e) => {
+                stats.transfail();
                 let response = internal_error(e);
                 transient(&services, msg, &item.queue, &item.config, response, &attempt, logged).await;
             }

@@ -124,7 +124,7 @@ impl Handler<Enqueue> for DeliveryManager {
         match self.egress.choose(item, Instant::now()) {
             Chosen::Source(item, source) => self.dispatch(item, source, services, ctx),
             Chosen::Failed(item, why) => {
-                actix::spawn(async move { smtp::unroutable(&services, item, why).await });
+                actix::spawn(async move { smtp::unroutable(&services, item, why, None).await });
             }
             Chosen::Held(Some(pool)) => {
                 let me = ctx.address();

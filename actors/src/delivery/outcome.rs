@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::smtp_client::{Disposition, classify};
+use crate::metrics::ReadyQueueStats;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::QueueConfig;
 use crate::model::{Message, Response};
@@ -13,9 +14,11 @@ use crate::queue::Attempt;
 use crate::queue::requeue;
 use crate::queue::{Records, Services};
 
-/// Settle one attempt. `results` pairs each recipient with its response.
+/// Settle one attempt. `results` pairs each recipient with its response. The ready queue counts
+/// one delivered / failed / transiently failed message per record written.
 pub async fn settle(
     services: &Services,
+    stats: &ReadyQueueStats,
     msg: Message,
     queue: &str,
     config: &Arc<QueueConfig>,
@@ -38,15 +41,18 @@ pub async fn settle(
         ..msg.clone()
     };
     if let Some((_, response)) = delivered.first() {
+        stats.delivered();
         records.delivery(&with(&delivered), queue, response.clone(), attempt);
     }
     if let Some((_, response)) = bounced.first() {
+        stats.fail();
         records.bounce(&with(&bounced), queue, response.clone(), attempt);
     }
     let Some((_, response)) = transient.first().cloned() else {
         requeue::remove(services, &msg).await;
         return;
     };
+    stats.transfail();
     let ctx = InsertContext::new(InsertReason::LoggedTransientFailure);
     requeue::transient(services, with(&transient), queue, config, response, attempt, ctx).await;
 }

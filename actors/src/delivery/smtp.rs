@@ -10,6 +10,7 @@ use super::outcome::{internal_error, settle};
 use super::smtp_client::{Disposition, SmtpClient, classify};
 use super::{ReadyItem, SiteKind};
 use crate::egress::ready_queue::{DrainAll, ReadyQueue, next_item, throttle_send};
+use crate::metrics::ReadyQueueStats;
 use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
 use crate::model::insert_context::{InsertContext, InsertReason};
@@ -168,9 +169,17 @@ pub(crate) async fn take(services: &Services, item: &ReadyItem) -> Option<Messag
 }
 
 /// A message whose egress pool cannot be resolved: a transient failure, retried on its queue's
-/// schedule (the policy may be fixed by then).
-pub(crate) async fn unroutable(services: &Services, item: ReadyItem, why: String) {
+/// schedule (the policy may be fixed by then). Counted on the ready queue it was in, if any.
+pub(crate) async fn unroutable(
+    services: &Services,
+    item: ReadyItem,
+    why: String,
+    stats: Option<&ReadyQueueStats>,
+) {
     let Some(msg) = take(services, &item).await else { return };
+    if let Some(stats) = stats {
+        stats.transfail();
+    }
     let response = Response::new(451, Some("4.4.4"), format!("KumoMTA internal: {why}"));
     let attempt = Attempt { protocol: Some("ESMTP".into()), ..Attempt::default() };
     transient(services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
@@ -187,6 +196,7 @@ fn egress_used(
 /// Settle a message that could not be attempted because the site is unreachable.
 async fn fail(
     services: &Services,
+    stats: &ReadyQueueStats,
     msg: Message,
     item: &ReadyItem,
     site: &str,
@@ -200,9 +210,11 @@ async fn fail(
         egress: egress_used(item, source, None),
     };
     if failure.permanent {
+        stats.fail();
         Records(&services.logger).bounce(&msg, &item.queue, failure.response.clone(), &attempt);
         crate::queue::requeue::remove(services, &msg).await;
     } else {
+        stats.transfail();
         transient(
             services,
             msg,
@@ -220,6 +232,7 @@ async fn fail(
 /// `idle_timeout` for more, until `max_deliveries_per_connection` or the connection breaks.
 pub(crate) async fn connection(
     services: Services,
+    stats: Arc<ReadyQueueStats>,
     site: String,
     kind: SiteKind,
     source: Arc<EgressSource>,
@@ -235,10 +248,10 @@ pub(crate) async fn connection(
                 Ok(c) => client = Some(c),
                 Err(failure) => {
                     // Every host failed: the whole ready queue shares this outcome.
-                    fail(&services, msg, &item, &site, &source, &failure).await;
+                    fail(&services, &stats, msg, &item, &site, &source, &failure).await;
                     for other in queue.send(DrainAll).await.unwrap_or_default() {
                         if let Some(m) = take(&services, &other).await {
-                            fail(&services, m, &other, &site, &source, &failure).await;
+                            fail(&services, &stats, m, &other, &site, &source, &failure).await;
                         }
                     }
                     return;
@@ -255,8 +268,9 @@ pub(crate) async fn connection(
             egress: egress_used(&item, &source, c.local_addr()),
         };
         match send_all(c, &msg, path.max_recipients_per_batch).await {
-            Ok(results) => settle(&services, msg, &item.queue, &item.config, results, &attempt).await,
+            Ok(results) => settle(&services, &stats, msg, &item.queue, &item.config, results, &attempt).await,
             Err(e) => {
+                stats.transfail();
                 let response = internal_error(&e);
                 transient(&services, msg, &item.queue, &item.config, response, &attempt, logged()).await;
                 client = None;

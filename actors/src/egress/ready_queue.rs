@@ -13,7 +13,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::delivery::{DeliveryManager, Enqueue, ReadyItem, SiteKind, custom_lua, service_name, smtp};
-use crate::metrics::OwnedGauge;
+use crate::metrics::{OwnedGauge, OwnedReadyQueueStats};
 use crate::model::drain_rate::DrainRate;
 use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
@@ -62,6 +62,8 @@ pub struct ReadyQueue {
     /// `ready_count{service}` and `connection_count{service}`.
     ready_gauge: OwnedGauge,
     connection_gauge: OwnedGauge,
+    /// Source, site, path limits and delivery counters, for `/metrics` and the views.
+    stats: OwnedReadyQueueStats,
 }
 
 impl ReadyQueue {
@@ -79,6 +81,7 @@ impl ReadyQueue {
         ReadyQueue {
             ready_gauge: OwnedGauge::new(&m.ready, &service),
             connection_gauge: OwnedGauge::new(&m.connections, &service),
+            stats: OwnedReadyQueueStats::new(&m.ready_queues, &name, &service),
             routing_domain: parts.routing_domain.unwrap_or(parts.domain),
             name,
             kind,
@@ -168,8 +171,9 @@ impl ReadyQueue {
         }
         self.connections += 1;
         self.publish();
-        let (services, site, kind, source, path, me) = (
+        let (services, stats, site, kind, source, path, me) = (
             self.services.clone(),
+            self.stats.handle(),
             self.name.clone(),
             self.kind.clone(),
             self.source.clone(),
@@ -179,9 +183,9 @@ impl ReadyQueue {
         actix::spawn(async move {
             match &kind {
                 SiteKind::Lua { constructor } => {
-                    custom_lua::connection(services, site, constructor, me.clone()).await
+                    custom_lua::connection(services, stats, site, constructor, me.clone()).await
                 }
-                _ => smtp::connection(services, site, kind, source, path, me.clone()).await,
+                _ => smtp::connection(services, stats, site, kind, source, path, me.clone()).await,
             }
             me.do_send(ConnectionClosed);
         });
@@ -269,8 +273,8 @@ impl Handler<PathResolved> for ReadyQueue {
                 self.path_state = PathState::Missing(Some(Instant::now()));
                 let why = format!("failed to resolve egress path config: {error}");
                 for item in self.ready.drain(..) {
-                    let (services, why) = (self.services.clone(), why.clone());
-                    actix::spawn(async move { smtp::unroutable(&services, item, why).await });
+                    let (services, why, stats) = (self.services.clone(), why.clone(), self.stats.handle());
+                    actix::spawn(async move { smtp::unroutable(&services, item, why, Some(&stats)).await });
                 }
                 self.publish();
                 return;
@@ -293,6 +297,7 @@ impl Handler<PathResolved> for ReadyQueue {
             (Some(rate), None) => Some(Gcra::new(rate)),
             (None, _) => None,
         };
+        self.stats.set_limits(&path);
         self.path = Arc::new(path);
         self.path_state = PathState::Ready { fetched: Instant::now(), refreshing: false };
         while self.ready.len() > self.path.max_ready {
