@@ -7,6 +7,7 @@ mod errors;
 mod inspect_message;
 mod log_filter;
 mod observe;
+mod ready_queue;
 mod xfer;
 
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
             log_filter::routes(cfg);
             directives::routes(cfg);
             observe::routes(cfg);
+            ready_queue::routes(cfg);
             xfer::routes(cfg);
         }
     }
