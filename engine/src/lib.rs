@@ -7,6 +7,7 @@ mod bench_spool;
 mod cli;
 mod node;
 mod observe;
+mod ready_q;
 mod serve;
 mod xfer_wait;
 
