@@ -171,6 +171,8 @@ pub enum AdminCmd {
         /// A tracing EnvFilter directive, as FERRY_LOG takes.
         filter: String,
     },
+    #[command(flatten)]
+    ReadyQ(crate::ready_q::ReadyQCmd),
 }
 
 /// Where admin requests go, and with which credentials.
@@ -208,7 +210,7 @@ pub(crate) async fn call(
 }
 
 /// Print a JSON answer: as it is with `--json`, else as `human` renders it.
-fn say(api: &Api, text: &str, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn say(api: &Api, text: &str, human: impl FnOnce(&Value) -> String) {
     match serde_json::from_str::<Value>(text) {
         Ok(v) if !api.json => println!("{}", human(&v)),
         _ => println!("{}", pretty(text)),
@@ -242,7 +244,7 @@ fn directive_table(list: &Value, bounces: bool) -> String {
     out.trim_end().to_string()
 }
 
-fn pretty(text: &str) -> String {
+pub(crate) fn pretty(text: &str) -> String {
     serde_json::from_str::<Value>(text)
         .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
         .unwrap_or_else(|_| text.to_string())
@@ -387,6 +389,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             let (_, text) = call(&api, Method::GET, &url, None).await?;
             println!("{}", pretty(&text));
         }
+        AdminCmd::ReadyQ(cmd) => crate::ready_q::run(&api, cmd).await?,
         AdminCmd::SetLogFilter { filter } => {
             let body = json!({"filter": filter});
             call(&api, Method::POST, "/api/admin/set_diagnostic_log_filter/v1", Some(body)).await?;
@@ -399,7 +402,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
 }
 
 /// Percent-encode a query value (queue names contain ':', '@', '!', '/').
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

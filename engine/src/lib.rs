@@ -8,6 +8,7 @@ mod cli;
 mod node;
 mod observe;
 mod ready_queue_view;
+mod ready_q;
 mod serve;
 mod xfer_wait;
 

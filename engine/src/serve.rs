@@ -164,6 +164,7 @@ async fn serve(
         policy: policy.clone(),
         suspensions: Arc::new(std::sync::Mutex::new(Suspensions::default())),
         bounces: Arc::default(),
+        ready_suspensions: Arc::default(),
         queues: queues.clone(),
         delivery: delivery.clone(),
         xfer: xfer.clone(),

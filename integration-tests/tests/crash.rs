@@ -136,7 +136,9 @@ fn kill_9_during_delivery_loses_nothing() {
     let total = scale();
     let sink = SmtpSink::start();
     let policy = format!(
-        "{HOLD_POLICY}\nkumo.on('get_queue_config', function() return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }} end)",
+        // The whole spool is flushed at once: a ready queue large enough to hold it, so no
+        // message overflows back to its X-Schedule hold (max_ready is not what this tests).
+        "{HOLD_POLICY}\nkumo.on('get_queue_config', function() return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }} end)\nkumo.on('get_egress_path_config', function() return kumo.make_egress_path {{ max_ready = 1000000 }} end)",
         sink.port()
     );
     let mut node = FerryNode::start("[spool]\nfsync = true\n", Some(&policy));

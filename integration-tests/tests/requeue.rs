@@ -147,7 +147,8 @@ kumo.on('requeue_message', function(msg) kumo.log_warn('SECOND-HANDLER-RAN') end
     assert_eq!(bounce["site"], "");
     wait_until("the spool to empty", Duration::from_secs(10), || node.spool_ids().is_empty().then_some(()));
     assert!(!node.stderr().contains("SECOND-HANDLER-RAN"), "later handlers are not called");
-    assert_eq!(sink.rejections().len(), 1);
+    // One attempt: one RCPT refusal (pipelined, the sink may also log refusing the DATA after it).
+    assert_eq!(sink.rejections().iter().filter(|r| r["command"] == "RCPT").count(), 1);
 }
 
 #[test]

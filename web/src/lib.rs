@@ -8,6 +8,7 @@ mod inspect_message;
 mod log_filter;
 mod observe;
 mod prometheus;
+mod ready_queue;
 mod xfer;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
             log_filter::routes(cfg);
             directives::routes(cfg);
             observe::routes(cfg);
+            ready_queue::routes(cfg);
             xfer::routes(cfg);
         }
     }

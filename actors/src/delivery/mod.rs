@@ -4,6 +4,7 @@
 //! queues are named like KumoMTA's, `<source>-><site>@smtp_client` for SMTP and
 //! `<source>-><queue>@lua:<ctor>` for custom_lua; maildir writes inline and has no dispatcher.
 
+mod admin;
 pub mod custom_lua;
 pub mod maildir;
 pub mod mx;
@@ -26,6 +27,9 @@ use crate::model::queue_config::{MxListEntry, Protocol, QueueConfig};
 use crate::model::queue_name;
 use crate::queue::Services;
 
+pub use admin::{
+    CancelReadyQueueSuspension, InspectReadyQueue, ListReadyQueueSuspensions, SuspendReadyQueue,
+};
 pub use outcome::settle;
 
 /// A message promoted to a ready queue.
@@ -121,7 +125,20 @@ impl Handler<Enqueue> for DeliveryManager {
 
     fn handle(&mut self, Enqueue(item): Enqueue, ctx: &mut Context<Self>) {
         let Some(services) = self.services.clone() else { return };
-        match self.egress.choose(item, Instant::now()) {
+        let chosen = match services.ready_suspensions.lock() {
+            // Sources whose ready queue for this message is suspended are skipped.
+            Ok(suspensions) if !suspensions.is_empty() => {
+                let (site, _) = site_for(&item.queue, &item.config);
+                let now = chrono::Utc::now();
+                self.egress.choose_eligible(item, Instant::now(), |source| {
+                    let name = format!("{source}->{site}");
+                    let s = suspensions.matching(&name, now)?;
+                    Some(format!("ready queue {name} is suspended: {}", s.reason))
+                })
+            }
+            _ => self.egress.choose(item, Instant::now()),
+        };
+        match chosen {
             Chosen::Source(item, source) => self.dispatch(item, source, services, ctx),
             Chosen::Failed(item, why) => {
                 actix::spawn(async move { smtp::unroutable(&services, item, why, None).await });
@@ -172,7 +189,7 @@ impl DeliveryManager {
                 let workers = services.workers.clone();
                 let worker = workers[self.next_worker % workers.len()].clone();
                 self.next_worker = self.next_worker.wrapping_add(1);
-                let (queue_name, manager, first) = (name.clone(), ctx.address(), item.queue.clone());
+                let (queue_name, manager, first) = (name.clone(), ctx.address(), item.clone());
                 let addr = ReadyQueue::start_in_arbiter(&worker, move |_| {
                     ReadyQueue::new(queue_name, kind, source, &first, services, manager)
                 });

@@ -4,5 +4,6 @@
 
 pub mod pools;
 pub mod ready_queue;
+pub mod resolve_path;
 
 pub use pools::{Chosen, EgressPools, ResolvedPool};

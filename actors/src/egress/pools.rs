@@ -61,6 +61,19 @@ pub struct EgressPools {
 
 impl EgressPools {
     pub fn choose(&mut self, item: ReadyItem, now: Instant) -> Chosen {
+        self.choose_eligible(item, now, |_| None)
+    }
+
+    /// [`EgressPools::choose`], skipping the sources for which `suspended(source)` says why their
+    /// ready queue for this message is suspended (KumoMTA's `suspend-ready-q`): the message goes
+    /// out through another source of the pool, or, when none is left, fails transiently with
+    /// KumoMTA's "no sources ... are eligible" reason, the suspension appended.
+    pub fn choose_eligible(
+        &mut self,
+        item: ReadyItem,
+        now: Instant,
+        suspended: impl Fn(&str) -> Option<String>,
+    ) -> Chosen {
         let name = item.config.egress_pool.clone();
         let ready = match self.pools.get_mut(&name) {
             Some(Slot::Ready(p)) if p.expires > now => p.clone(),
@@ -88,10 +101,26 @@ impl EgressPools {
                 Rotation { pool: ready.clone(), wrr: WeightedRoundRobin::new(&ready.pool), used: now };
         }
         rotation.used = now;
-        match rotation.wrr.pick() {
-            Some(i) => Chosen::Source(item, ready.sources[i].clone()),
-            None => Chosen::Failed(item, format!("egress pool {name:?} has no source with a weight above 0")),
+        let Some(first) = rotation.wrr.pick() else {
+            return Chosen::Failed(item, format!("egress pool {name:?} has no source with a weight above 0"));
+        };
+        let Some(why) = suspended(&ready.sources[first].name) else {
+            return Chosen::Source(item, ready.sources[first].clone());
+        };
+        // One full cycle of the rotation visits every source with a weight.
+        for _ in 1..rotation.wrr.cycle_len() {
+            match rotation.wrr.pick() {
+                Some(i) if suspended(&ready.sources[i].name).is_none() => {
+                    return Chosen::Source(item, ready.sources[i].clone());
+                }
+                _ => {}
+            }
         }
+        let why = format!(
+            "no sources for {} pool=`{name}` are eligible for selection at this time ({why})",
+            item.queue
+        );
+        Chosen::Failed(item, why)
     }
 
     /// A lookup finished: cache it and return the messages held for it, to be chosen again.
@@ -201,6 +230,29 @@ mod tests {
         assert_eq!(source(pools.choose(item("a.example", "p"), now)), "ip-1");
         // Another scheduled queue on the same pool has its own rotation.
         assert_eq!(source(pools.choose(item("b.example", "p"), now)), "ip-0");
+    }
+
+    #[test]
+    fn suspended_sources_are_skipped_until_none_is_left() {
+        let now = Instant::now();
+        let mut pools = EgressPools::default();
+        pools.choose(item("q", "p"), now);
+        pools.resolved("p", Ok(resolved(&[3, 1], Duration::from_secs(60), now)), now);
+        let ip0_suspended =
+            |s: &str| (s == "ip-0").then(|| "ready queue ip-0->x is suspended: r".to_string());
+        for _ in 0..4 {
+            assert_eq!(source(pools.choose_eligible(item("q", "p"), now, ip0_suspended)), "ip-1");
+        }
+        let all = |s: &str| Some(format!("ready queue {s}->x is suspended: r"));
+        match pools.choose_eligible(item("q", "p"), now, all) {
+            Chosen::Failed(_, why) => assert!(
+                why.starts_with(
+                    "no sources for q pool=`p` are eligible for selection at this time (ready queue ip-"
+                ),
+                "{why}"
+            ),
+            _ => panic!("every source is suspended"),
+        }
     }
 
     #[test]

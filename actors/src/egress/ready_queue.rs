@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use crate::delivery::{DeliveryManager, Enqueue, ReadyItem, SiteKind, custom_lua, service_name, smtp};
@@ -19,10 +20,14 @@ use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
 use crate::model::gcra::Gcra;
 use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::ready_queue_suspension::ReadyQueueSuspension;
 use crate::model::{Response, queue_name};
 use crate::policy::Lane;
 use crate::queue::Services;
 use crate::queue::requeue::{self, Requeue};
+
+mod inspect;
+pub use inspect::{ReadyQueueSnapshot, Snapshot};
 
 /// Queued messages per open connection before another one is opened.
 const BACKLOG_PER_CONNECTION: usize = 4;
@@ -43,6 +48,8 @@ pub struct ReadyQueue {
     name: String,
     kind: SiteKind,
     source: Arc<EgressSource>,
+    /// The pool the source was chosen from (the first message's; inspect-ready-q shows it).
+    egress_pool: String,
     /// The routing domain `get_egress_path_config` is asked about (the first queue's).
     routing_domain: String,
     services: Services,
@@ -59,6 +66,10 @@ pub struct ReadyQueue {
     connect_scheduled: bool,
     /// How fast connections take messages (for the overflow delay).
     drain: DrainRate,
+    /// Since when `max_connection_rate` has held a connection back (inspect-ready-q).
+    rate_throttled_since: Option<DateTime<Utc>>,
+    /// Since when every allowed connection has been busy with messages still waiting.
+    limited_since: Option<DateTime<Utc>>,
     /// `ready_count{service}` and `connection_count{service}`.
     ready_gauge: OwnedGauge,
     connection_gauge: OwnedGauge,
@@ -71,13 +82,13 @@ impl ReadyQueue {
         name: String,
         kind: SiteKind,
         source: Arc<EgressSource>,
-        first_queue: &str,
+        first: &ReadyItem,
         services: Services,
         manager: Addr<DeliveryManager>,
     ) -> Self {
         let service = service_name(&name);
         let m = crate::metrics::metrics();
-        let parts = queue_name::parse(first_queue);
+        let parts = queue_name::parse(&first.queue);
         ReadyQueue {
             ready_gauge: OwnedGauge::new(&m.ready, &service),
             connection_gauge: OwnedGauge::new(&m.connections, &service),
@@ -86,6 +97,7 @@ impl ReadyQueue {
             name,
             kind,
             source,
+            egress_pool: first.config.egress_pool.clone(),
             services,
             manager,
             path: Arc::new(EgressPathConfig::default()),
@@ -97,12 +109,41 @@ impl ReadyQueue {
             message_rate: None,
             connect_scheduled: false,
             drain: DrainRate::new(Instant::now()),
+            rate_throttled_since: None,
+            limited_since: None,
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         self.ready_gauge.set(self.ready.len());
         self.connection_gauge.set(self.connections);
+        let limited = self.connections >= self.path.connection_limit && !self.ready.is_empty();
+        match (limited, self.limited_since) {
+            (true, None) => self.limited_since = Some(Utc::now()),
+            (false, Some(_)) => self.limited_since = None,
+            _ => {}
+        }
+    }
+
+    /// The `suspend-ready-q` directive naming this queue, if one is live.
+    fn suspension(&self) -> Option<ReadyQueueSuspension> {
+        let all = self.services.ready_suspensions.lock().ok()?;
+        all.matching(&self.name, Utc::now()).cloned()
+    }
+
+    /// While suspended, nothing waits here: queued messages go back through the delivery manager,
+    /// which picks another source of their pool or fails them transiently (KumoMTA reinserts a
+    /// suspended ready queue's messages the same way), and idle connections close.
+    fn release_if_suspended(&mut self) -> bool {
+        if self.suspension().is_none() {
+            return false;
+        }
+        for item in self.ready.drain(..) {
+            self.manager.do_send(Enqueue(item));
+        }
+        self.waiters.clear();
+        self.publish();
+        true
     }
 
     /// The site part of the name, as `get_egress_path_config` gets it.
@@ -150,7 +191,11 @@ impl ReadyQueue {
     /// Open a connection if the backlog calls for one and the limits allow it.
     fn maybe_connect(&mut self, ctx: &mut Context<Self>) {
         self.publish();
-        if self.ready.is_empty() || !self.path_known() || self.connect_scheduled {
+        if self.ready.is_empty()
+            || self.release_if_suspended()
+            || !self.path_known()
+            || self.connect_scheduled
+        {
             return;
         }
         let limit = self.path.connection_limit;
@@ -163,8 +208,10 @@ impl ReadyQueue {
             && let Err(wait) = rate.acquire(Instant::now())
         {
             self.connect_scheduled = true;
+            self.rate_throttled_since.get_or_insert_with(Utc::now);
             ctx.run_later(wait, |me, ctx| {
                 me.connect_scheduled = false;
+                me.rate_throttled_since = None;
                 me.maybe_connect(ctx);
             });
             return;
@@ -244,6 +291,10 @@ pub struct Ready(pub ReadyItem);
 impl Handler<Ready> for ReadyQueue {
     type Result = ();
     fn handle(&mut self, Ready(item): Ready, ctx: &mut Context<Self>) {
+        if self.suspension().is_some() {
+            // Suspended after the manager chose this queue: it chooses again.
+            return self.manager.do_send(Enqueue(item));
+        }
         self.ensure_path(ctx);
         let Some(item) = self.hand_to_waiter(item) else { return };
         if self.path_known() && self.ready.len() >= self.path.max_ready {
@@ -327,6 +378,9 @@ pub struct Next {
 impl Handler<Next> for ReadyQueue {
     type Result = MessageResult<Next>;
     fn handle(&mut self, Next { wait }: Next, _: &mut Context<Self>) -> Self::Result {
+        if self.release_if_suspended() {
+            return MessageResult(Work::Done);
+        }
         let next = self.ready.pop_front();
         if next.is_some() {
             self.drain.note_taken(Instant::now());
@@ -391,6 +445,20 @@ impl Handler<ConnectionClosed> for ReadyQueue {
         // Items that arrived while the last connection was finishing (it had already taken its
         // last message, or failed and drained the queue) still need one.
         self.maybe_connect(ctx);
+    }
+}
+
+/// A `suspend-ready-q` directive was added: release what waits here if it names this queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Recheck;
+
+impl Handler<Recheck> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, _: Recheck, ctx: &mut Context<Self>) {
+        if !self.release_if_suspended() {
+            self.maybe_connect(ctx);
+        }
     }
 }
 

@@ -160,6 +160,12 @@ impl WeightedRoundRobin {
         WeightedRoundRobin { current: vec![0; weights.len()], weights, total }
     }
 
+    /// Picks in one full cycle, over which every entry with a weight comes up (bounded, so that
+    /// a caller looking for an eligible entry stops in time even with huge weights).
+    pub fn cycle_len(&self) -> usize {
+        usize::try_from(self.total).unwrap_or(0).min(4096)
+    }
+
     /// The index of the next entry, or None when no entry has a weight.
     pub fn pick(&mut self) -> Option<usize> {
         if self.total == 0 {

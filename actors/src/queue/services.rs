@@ -10,6 +10,7 @@ use crate::delivery::DeliveryManager;
 use crate::delivery::mx::Resolver;
 use crate::logging::Logger;
 use crate::model::admin::{Bounces, Suspensions};
+use crate::model::ready_queue_suspension::ReadyQueueSuspensions;
 use crate::policy::PolicyPool;
 use crate::spool::{Spool, SpoolWriter};
 
@@ -34,6 +35,8 @@ pub struct Services {
     pub policy: PolicyPool,
     pub suspensions: Arc<Mutex<Suspensions>>,
     pub bounces: Arc<Mutex<Bounces>>,
+    /// `suspend-ready-q` directives, by ready queue name.
+    pub ready_suspensions: Arc<Mutex<ReadyQueueSuspensions>>,
     pub queues: Addr<QueueManager>,
     pub delivery: Addr<DeliveryManager>,
     pub xfer: Addr<crate::xfer::XferSupervisor>,

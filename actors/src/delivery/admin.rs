@@ -1,0 +1,83 @@
+//! Ready-queue admin (KumoMTA's `suspend-ready-q` and `inspect-ready-q`), answered by the delivery
+//! manager because it knows which ready queues are running.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::DeliveryManager;
+use crate::egress::ready_queue::{ReadyQueueSnapshot, Recheck, Snapshot};
+use crate::model::ready_queue_suspension::ReadyQueueSuspension;
+
+/// `POST /api/admin/suspend-ready-q/v1`.
+#[derive(Message)]
+#[rtype(result = "uuid::Uuid")]
+pub struct SuspendReadyQueue {
+    pub name: String,
+    pub reason: String,
+    pub duration: Duration,
+}
+
+impl Handler<SuspendReadyQueue> for DeliveryManager {
+    type Result = MessageResult<SuspendReadyQueue>;
+    fn handle(&mut self, req: SuspendReadyQueue, _: &mut Context<Self>) -> Self::Result {
+        let id = uuid::Uuid::new_v4();
+        let expires = Utc::now() + chrono::Duration::from_std(req.duration).unwrap_or(chrono::Duration::MAX);
+        if let Some(services) = &self.services
+            && let Ok(mut all) = services.ready_suspensions.lock()
+        {
+            all.add(ReadyQueueSuspension { id, name: req.name.clone(), reason: req.reason, expires });
+        }
+        // Messages already waiting there go back at once, as in KumoMTA.
+        if let Some(queue) = self.sites.get(&req.name) {
+            queue.do_send(Recheck);
+        }
+        MessageResult(id)
+    }
+}
+
+/// `GET /api/admin/suspend-ready-q/v1`: the live directives.
+#[derive(Message)]
+#[rtype(result = "Vec<ReadyQueueSuspension>")]
+pub struct ListReadyQueueSuspensions;
+
+impl Handler<ListReadyQueueSuspensions> for DeliveryManager {
+    type Result = MessageResult<ListReadyQueueSuspensions>;
+    fn handle(&mut self, _: ListReadyQueueSuspensions, _: &mut Context<Self>) -> Self::Result {
+        let Some(services) = &self.services else { return MessageResult(Vec::new()) };
+        let list = services.ready_suspensions.lock().map(|mut all| all.live(Utc::now()).to_vec());
+        MessageResult(list.unwrap_or_default())
+    }
+}
+
+/// `DELETE /api/admin/suspend-ready-q/v1`; true if it existed. Messages held by it were requeued
+/// on their scheduled queue's retry schedule and go out at their next attempt.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CancelReadyQueueSuspension(pub uuid::Uuid);
+
+impl Handler<CancelReadyQueueSuspension> for DeliveryManager {
+    type Result = bool;
+    fn handle(
+        &mut self,
+        CancelReadyQueueSuspension(id): CancelReadyQueueSuspension,
+        _: &mut Context<Self>,
+    ) -> bool {
+        let Some(services) = &self.services else { return false };
+        services.ready_suspensions.lock().map(|mut all| all.remove(&id)).unwrap_or(false)
+    }
+}
+
+/// `GET /api/admin/inspect-ready-q/v1`: None when no ready queue of that name is running.
+#[derive(Message)]
+#[rtype(result = "Option<ReadyQueueSnapshot>")]
+pub struct InspectReadyQueue(pub String);
+
+impl Handler<InspectReadyQueue> for DeliveryManager {
+    type Result = ResponseFuture<Option<ReadyQueueSnapshot>>;
+    fn handle(&mut self, InspectReadyQueue(name): InspectReadyQueue, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.sites.get(&name).filter(|a| a.connected()).cloned();
+        Box::pin(async move { queue?.send(Snapshot).await.ok() })
+    }
+}
