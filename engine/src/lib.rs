@@ -7,8 +7,8 @@ mod bench_spool;
 mod cli;
 mod node;
 mod observe;
-mod ready_queue_view;
 mod ready_q;
+mod ready_queue_view;
 mod serve;
 mod xfer_wait;
 
