@@ -13,7 +13,7 @@ use actix::AsyncContext;
 use actix_web::{App, HttpServer};
 use anyhow::Context;
 use ferry_actors::delivery::mx::Resolver;
-use ferry_actors::delivery::{AttachDelivery, DeliveryManager};
+use ferry_actors::delivery::{AttachDelivery, DeliveryManager, QuiesceDelivery};
 use ferry_actors::logging::{Compression, LogWriterHandle, Logger, SegmentConfig};
 use ferry_actors::model::MessageIdGenerator;
 use ferry_actors::model::admin::Suspensions;
@@ -271,6 +271,11 @@ async fn serve(
         tracing::warn!("SMTP sessions still open after {grace:?} (smtp.shutdown_grace); closing them");
     }
     http_handle.stop(true).await;
+    // Deliveries in flight finish their message, so a delivered message's spool removal is saved
+    // and a restart does not send it again; nothing new starts.
+    if tokio::time::timeout(grace, delivery.send(QuiesceDelivery)).await.is_err() {
+        tracing::warn!("deliveries still in flight after {grace:?} (smtp.shutdown_grace); stopping them");
+    }
     for worker in &workers {
         worker.stop();
     }

@@ -201,6 +201,17 @@ fn inspect_ready_q_shows_a_waiting_message_then_the_suspension_that_released_it(
     assert!(time(&state["connection_limited"]["since"]) <= Utc::now());
     assert!(state["connection_rate_throttled"].is_null() && state["suspended"].is_null(), "{state}");
     assert!(state["watchdog_threshold"].is_string());
+    // kcli queue-summary reads the same state from ready-q-states (KumoMTA's ReadyQueueStateResponse).
+    for query in ["", &format!("?queues={}", enc(&rq))] {
+        let (status, text) = get(node.http, &format!("/api/admin/ready-q-states/v1{query}"), &[]);
+        assert_eq!(status, 200, "{text}");
+        let states = json(&text);
+        let limited = &states["states_by_ready_queue"][rq.as_str()]["connection_limited"];
+        assert_eq!(limited["context"], "connection_limit 1 reached", "{states}");
+        assert_eq!(limited["since"], state["connection_limited"]["since"]);
+    }
+    let (_, text) = get(node.http, "/api/admin/ready-q-states/v1?queues=no-such-queue", &[]);
+    assert_eq!(json(&text), serde_json::json!({"states_by_ready_queue": {}}));
     assert_eq!(
         (v["path_config"]["connection_limit"].as_u64(), v["path_config"]["max_message_rate"].as_str()),
         (Some(1), Some("1/h"))

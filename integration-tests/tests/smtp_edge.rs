@@ -148,6 +148,8 @@ fn connection_limits_answer_421_and_are_counted() {
     let (_, reply) = connect_from("127.0.0.4", node.smtp);
     assert!(reply.starts_with("421 4.3.2 "), "fifth in total: {reply}");
     assert_eq!(metric(&node, "total_connections_denied"), 2);
+    // KumoMTA's label for inbound sessions (kcli top reads it).
+    assert_eq!(metric(&node, "connection_count{service=\"esmtp_listener\"}"), 4);
     // Slots come back when sessions end.
     held.truncate(1);
     wait_until("freed slots", Duration::from_secs(10), || {
@@ -156,6 +158,7 @@ fn connection_limits_answer_421_and_are_counted() {
     let mut c = RawSmtp::connect(node.smtp);
     let r = c.send_message("s@example.com", &["r@example.com"], "Subject: ok\r\n\r\nserved\r\n");
     assert_eq!(r.code, 250, "{r:?}");
+    assert_eq!(metric(&node, "total_messages_received{service=\"esmtp_listener\"}"), 1);
 }
 
 #[test]

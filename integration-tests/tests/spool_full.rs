@@ -181,7 +181,7 @@ fn spool_full_with_concurrent_deliveries_then_restart_delivers_every_accepted_me
         delivered.values().sum::<usize>()
     );
     assert!(still_spooled.is_empty(), "delivered but never removed from the spool: {still_spooled:?}");
-    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    assert!(twice.is_empty(), "delivered more than once: {twice:?} (probe {:?})", acked.last());
     assert!(after_restart.is_empty(), "still spooled a minute after the restart: {after_restart:?}");
     assert!(lost.is_empty(), "accepted but never delivered: {lost:?}");
     assert!(unknown.is_empty(), "delivered without a 250: {unknown:?}");

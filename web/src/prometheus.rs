@@ -52,6 +52,10 @@ fn head(m: &Metrics) -> String {
             continue;
         }
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        // Every Reception comes through the ESMTP listener: KumoMTA's per-listener sample.
+        if name == "total_messages_received" {
+            let _ = writeln!(out, "{name}{{service=\"esmtp_listener\"}} {value}");
+        }
     }
     let dropped = m.log_records_dropped.load(Ordering::Relaxed);
     let _ = writeln!(
@@ -200,6 +204,11 @@ pub(crate) async fn prometheus() -> HttpResponse {
                 if !full {
                     for (protocol, sum) in &cursor.sums {
                         let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {sum}", escape(protocol));
+                    }
+                    // Inbound sessions, as KumoMTA labels them (read by `kcli top`).
+                    if name == "connection_count" {
+                        let open = m.smtp_connections.load(Ordering::Relaxed);
+                        let _ = writeln!(out, "{name}{{service=\"esmtp_listener\"}} {open}");
                     }
                 }
                 cursor.then(rows.last().map(|(k, _)| k.clone()), full)

@@ -14,7 +14,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, SecondsFormat, Utc};
 use ferry_actors::delivery::{
-    CancelReadyQueueSuspension, InspectReadyQueue, ListReadyQueueSuspensions, SuspendReadyQueue,
+    CancelReadyQueueSuspension, InspectReadyQueue, ListReadyQueueSuspensions, ReadyQueueStatesOf,
+    SuspendReadyQueue,
 };
 use ferry_actors::egress::ready_queue::ReadyQueueSnapshot;
 use ferry_actors::egress::resolve_path::{Destination, ResolvedPath, resolve};
@@ -35,6 +36,7 @@ pub fn routes(cfg: &mut ServiceConfig) {
         .service(suspend_ready_q_list)
         .service(suspend_ready_q_cancel)
         .service(inspect_ready_q)
+        .service(ready_q_states)
         .service(resolve_egress_path);
 }
 
@@ -176,6 +178,45 @@ async fn inspect_ready_q(state: web::Data<AppState>, q: web::Query<InspectReadyQ
         Ok(None) => json_error(StatusCode::NOT_FOUND, format!("no ready queue named {queue_name}")),
         Err(e) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// KumoMTA's `ReadyQueueStateRequest`: `queues` is a comma-separated list; none: every queue.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct StatesQuery {
+    #[serde(default)]
+    queues: Option<String>,
+}
+
+#[utoipa::path(tag = "admin", params(StatesQuery), responses((status = 200, description = "KumoMTA's ReadyQueueStateResponse: `states_by_ready_queue` maps each ready queue held back by `connection_limit` or `max_connection_rate` to `connection_limited` / `connection_rate_throttled` `{context, since}`", body = serde_json::Value), (status = 400, description = "Bad query: the error names the key", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/ready-q-states/v1")]
+async fn ready_q_states(state: web::Data<AppState>, q: web::Query<StatesQuery>) -> HttpResponse {
+    let names: Vec<String> = q
+        .into_inner()
+        .queues
+        .map(|list| list.split(',').map(str::trim).filter(|n| !n.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    let states = match state.services.delivery.send(ReadyQueueStatesOf(names)).await {
+        Ok(states) => states,
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let stamp = |since: &DateTime<Utc>| since.to_rfc3339_opts(SecondsFormat::Nanos, true);
+    let mut by_queue = serde_json::Map::new();
+    for s in states {
+        let mut entry = serde_json::Map::new();
+        for (key, state) in [
+            ("connection_limited", &s.connection_limited),
+            ("connection_rate_throttled", &s.connection_rate_throttled),
+        ] {
+            if let Some((context, since)) = state {
+                entry.insert(key.into(), json!({"context": context, "since": stamp(since)}));
+            }
+        }
+        if !entry.is_empty() {
+            by_queue.insert(s.name, Value::Object(entry));
+        }
+    }
+    HttpResponse::Ok().json(json!({"states_by_ready_queue": by_queue}))
 }
 
 /// KumoMTA's `ResolveEgressPathV1Request`, plus the other parts of a scheduled queue name.

@@ -81,3 +81,52 @@ impl Handler<InspectReadyQueue> for DeliveryManager {
         Box::pin(async move { queue?.send(Snapshot).await.ok() })
     }
 }
+
+/// `GET /api/admin/ready-q-states/v1`: the states of the named ready queues (all when empty).
+#[derive(Message)]
+#[rtype(result = "Vec<crate::egress::ready_queue::ReadyQueueStates>")]
+pub struct ReadyQueueStatesOf(pub Vec<String>);
+
+impl Handler<ReadyQueueStatesOf> for DeliveryManager {
+    type Result = ResponseFuture<Vec<crate::egress::ready_queue::ReadyQueueStates>>;
+    fn handle(
+        &mut self,
+        ReadyQueueStatesOf(names): ReadyQueueStatesOf,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let queues: Vec<_> = self
+            .sites
+            .iter()
+            .filter(|(name, addr)| addr.connected() && (names.is_empty() || names.contains(name)))
+            .map(|(_, addr)| addr.clone())
+            .collect();
+        Box::pin(async move {
+            let asked = queues.iter().map(|q| q.send(crate::egress::ready_queue::States));
+            futures_util::future::join_all(asked).await.into_iter().filter_map(Result::ok).collect()
+        })
+    }
+}
+
+/// Shutdown: every ready queue stops sending and answers once its connections have settled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct QuiesceDelivery;
+
+impl Handler<QuiesceDelivery> for DeliveryManager {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: QuiesceDelivery, _: &mut Context<Self>) -> Self::Result {
+        let waits: Vec<_> = self
+            .sites
+            .values()
+            .filter(|a| a.connected())
+            .map(|addr| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                addr.do_send(crate::egress::ready_queue::Quiesce(tx));
+                rx
+            })
+            .collect();
+        Box::pin(async move {
+            futures_util::future::join_all(waits).await;
+        })
+    }
+}

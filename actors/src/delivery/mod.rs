@@ -28,7 +28,8 @@ use crate::model::queue_name;
 use crate::queue::Services;
 
 pub use admin::{
-    CancelReadyQueueSuspension, InspectReadyQueue, ListReadyQueueSuspensions, SuspendReadyQueue,
+    CancelReadyQueueSuspension, InspectReadyQueue, ListReadyQueueSuspensions, QuiesceDelivery,
+    ReadyQueueStatesOf, SuspendReadyQueue,
 };
 pub use outcome::settle;
 

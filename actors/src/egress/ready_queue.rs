@@ -27,7 +27,7 @@ use crate::queue::Services;
 use crate::queue::requeue::{self, Requeue};
 
 mod inspect;
-pub use inspect::{ReadyQueueSnapshot, Snapshot};
+pub use inspect::{ReadyQueueSnapshot, ReadyQueueStates, Snapshot, States};
 
 /// Queued messages per open connection before another one is opened.
 const BACKLOG_PER_CONNECTION: usize = 4;
@@ -59,6 +59,8 @@ pub struct ReadyQueue {
     ready: VecDeque<ReadyItem>,
     /// Idle connections waiting for a message.
     waiters: VecDeque<oneshot::Sender<ReadyItem>>,
+    /// Shutting down: no new sends; each sender is told once every connection has settled.
+    stopping: Option<Vec<oneshot::Sender<()>>>,
     connections: usize,
     connection_rate: Option<Gcra>,
     message_rate: Option<Gcra>,
@@ -104,6 +106,7 @@ impl ReadyQueue {
             path_state: PathState::Missing(None),
             ready: VecDeque::new(),
             waiters: VecDeque::new(),
+            stopping: None,
             connections: 0,
             connection_rate: None,
             message_rate: None,
@@ -192,6 +195,7 @@ impl ReadyQueue {
     fn maybe_connect(&mut self, ctx: &mut Context<Self>) {
         self.publish();
         if self.ready.is_empty()
+            || self.stopping.is_some()
             || self.release_if_suspended()
             || !self.path_known()
             || self.connect_scheduled
@@ -378,7 +382,7 @@ pub struct Next {
 impl Handler<Next> for ReadyQueue {
     type Result = MessageResult<Next>;
     fn handle(&mut self, Next { wait }: Next, _: &mut Context<Self>) -> Self::Result {
-        if self.release_if_suspended() {
+        if self.stopping.is_some() || self.release_if_suspended() {
             return MessageResult(Work::Done);
         }
         let next = self.ready.pop_front();
@@ -403,7 +407,15 @@ impl Handler<Next> for ReadyQueue {
 pub async fn next_item(queue: &Addr<ReadyQueue>, wait: bool) -> Option<ReadyItem> {
     match queue.send(Next { wait }).await.ok()? {
         Work::Item(item) => Some(item),
-        Work::Wait(rx, idle) => tokio::time::timeout(idle, rx).await.ok()?.ok(),
+        Work::Wait(mut rx, idle) => match tokio::time::timeout(idle, &mut rx).await {
+            Ok(handed) => handed.ok(),
+            // A message handed over just as the wait ended is still ours; closing first makes any
+            // later hand-over fail, so the ready queue keeps that message.
+            Err(_) => {
+                rx.close();
+                rx.try_recv().ok()
+            }
+        },
         Work::Done => None,
     }
 }
@@ -439,6 +451,15 @@ impl Handler<ConnectionClosed> for ReadyQueue {
     fn handle(&mut self, _: ConnectionClosed, ctx: &mut Context<Self>) {
         self.connections = self.connections.saturating_sub(1);
         self.publish();
+        if self.connections == 0
+            && let Some(waiting) = self.stopping.take()
+        {
+            for done in waiting {
+                let _ = done.send(());
+            }
+            self.stopping = Some(Vec::new());
+            return;
+        }
         if self.connections == 0 && self.ready.is_empty() {
             self.manager.do_send(crate::delivery::SiteIdle(self.name.clone(), ctx.address()));
         }
@@ -489,6 +510,27 @@ impl Handler<StopIfIdle> for ReadyQueue {
         }
         if self.connections == 0 {
             ctx.stop();
+        }
+    }
+}
+
+/// Shutdown: start nothing new, let each connection finish the message it has (so its outcome,
+/// and the spool removal of a delivered message, are saved), then answer. What is still ready
+/// stays spooled, due, for the next start.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Quiesce(pub oneshot::Sender<()>);
+
+impl Handler<Quiesce> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, Quiesce(done): Quiesce, _: &mut Context<Self>) {
+        // Idle connections see their wait end and close.
+        self.waiters.clear();
+        if self.connections == 0 {
+            let _ = done.send(());
+            self.stopping.get_or_insert_with(Vec::new);
+        } else {
+            self.stopping.get_or_insert_with(Vec::new).push(done);
         }
     }
 }

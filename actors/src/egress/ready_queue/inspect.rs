@@ -51,3 +51,40 @@ impl Handler<Snapshot> for ReadyQueue {
         })
     }
 }
+
+/// The states `GET /api/admin/ready-q-states/v1` reports (kcli queue-summary): since when the
+/// queue has been held back by `max_connection_rate`, and by `connection_limit`.
+#[derive(Message)]
+#[rtype(result = "ReadyQueueStates")]
+pub struct States;
+
+#[derive(Debug, Clone)]
+pub struct ReadyQueueStates {
+    pub name: String,
+    pub connection_rate_throttled: Option<(String, DateTime<Utc>)>,
+    pub connection_limited: Option<(String, DateTime<Utc>)>,
+}
+
+impl Handler<States> for ReadyQueue {
+    type Result = MessageResult<States>;
+    fn handle(&mut self, _: States, _: &mut Context<Self>) -> Self::Result {
+        let rate = self.path.max_connection_rate.map(|r| {
+            let unit = match r.per.as_secs() {
+                1 => "s",
+                60 => "m",
+                3600 => "h",
+                _ => "d",
+            };
+            format!("max_connection_rate {}/{unit}", r.count)
+        });
+        MessageResult(ReadyQueueStates {
+            name: self.name.clone(),
+            connection_rate_throttled: self
+                .rate_throttled_since
+                .map(|since| (rate.unwrap_or_else(|| "max_connection_rate".into()), since)),
+            connection_limited: self
+                .limited_since
+                .map(|since| (format!("connection_limit {} reached", self.path.connection_limit), since)),
+        })
+    }
+}
