@@ -417,3 +417,37 @@ fn the_openapi_document_describes_the_ready_queue_endpoints() {
         .collect();
     assert!(params.starts_with(&["domain", "source"]), "KumoMTA's query first: {params:?}");
 }
+
+/// A refreshed egress path config applies to the running ready queue: the new limit shows, and
+/// the open connection is neither dropped nor replaced.
+#[test]
+fn a_changed_path_limit_applies_without_dropping_the_connection() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let limit_file = dir.path().join("limit");
+    std::fs::write(&limit_file, "1").unwrap();
+    let path = format!(
+        "connection_limit = tonumber(io.open('{}'):read('a')), refresh_interval = '1s', idle_timeout = '5m'",
+        limit_file.display()
+    );
+    let node = node(&sink, &path, "");
+    let rq = ready_queue(&sink);
+    let first = send(&node, "first@example.com");
+    node.wait_sequence(&first, &["Reception", "Delivery"]);
+    let url = format!("/api/admin/inspect-ready-q/v1?queue_name={}", enc(&rq));
+    let limit =
+        |node: &FerryNode| json(&get(node.http, &url, &[]).1)["path_config"]["connection_limit"].clone();
+    assert_eq!(limit(&node), 1);
+    std::fs::write(&limit_file, "5").unwrap();
+    // A refresh is due once refresh_interval has passed and the queue is used; each message here
+    // is a use, and goes out over the idle connection.
+    let mut sent = 1;
+    wait_until("the new limit to apply", Duration::from_secs(20), || {
+        let id = send(&node, &format!("r{sent}@example.com"));
+        node.wait_sequence(&id, &["Reception", "Delivery"]);
+        sent += 1;
+        (limit(&node) == 5).then_some(())
+    });
+    assert_eq!(sink.connections(), 1, "one connection carried all {sent} messages across the change");
+    assert_eq!(sink.open_connections(), 1, "and it is still open");
+}
