@@ -47,8 +47,15 @@ base=$(rss_anon "$pid")
 smtp=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['smtp'])" "$work/data/listeners.json")
 "$bin" bench-smtp --target "$smtp" --messages "$messages" --concurrency 50 --size 512 --domains 1000 \
   --header "X-Schedule: {\"first_attempt\":\"$first_attempt\"}"
-sleep 2
+# Steady state, not the injection's transient garbage: wait (at most 30 s) until RssAnon stops
+# falling (Lua's GC and the heap trimmer, every 10 s, hand back what the burst left).
 after=$(rss_anon "$pid")
+for i in $(seq 1 30); do
+  sleep 1
+  now=$(rss_anon "$pid")
+  if [ "$i" -ge 12 ] && [ "$now" -ge "$after" ]; then break; fi
+  after=$now
+done
 python3 -c "import sys; b,a,n=map(int,sys.argv[1:]); print(f'RssAnon: {b/2**20:.1f} MiB idle, {a/2**20:.1f} MiB with {n} waiting messages in 1000 queues: {(a-b)/n:.0f} bytes per message')" "$base" "$after" "$messages"
 
 kill -TERM "$pid"; wait "$pid" || true; pid=
