@@ -10,4 +10,5 @@ pub mod policy;
 pub mod queue;
 pub mod smtp_server;
 pub mod spool;
+pub mod tls;
 pub mod xfer;

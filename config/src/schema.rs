@@ -106,6 +106,11 @@ pub struct SmtpConfig {
     pub invalid_line_endings: InvalidLineEndings,
     /// How a transaction's recipients are split into messages.
     pub batch_handling: BatchHandling,
+    /// PEM certificate chain for STARTTLS, relative to the config file; with neither this nor
+    /// `tls_private_key`, a self-signed certificate is made at start.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for STARTTLS, relative to the config file.
+    pub tls_private_key: Option<PathBuf>,
 }
 
 /// `[smtp] batch_handling` (KumoMTA's listener option of the same name and values).
@@ -147,6 +152,8 @@ impl Default for SmtpConfig {
             max_connections_per_ip: 100,
             invalid_line_endings: InvalidLineEndings::Deny,
             batch_handling: BatchHandling::BatchByDomain,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }
@@ -352,6 +359,15 @@ impl Config {
                 return invalid(key, "must be greater than 0".into());
             }
         }
+        match (&self.smtp.tls_certificate, &self.smtp.tls_private_key) {
+            (Some(_), None) => {
+                return invalid("smtp.tls_certificate", "needs smtp.tls_private_key too".into());
+            }
+            (None, Some(_)) => {
+                return invalid("smtp.tls_private_key", "needs smtp.tls_certificate too".into());
+            }
+            _ => {}
+        }
         if self.smtp.max_connections == 0 {
             return invalid("smtp.max_connections", "must be at least 1".into());
         }
@@ -441,6 +457,16 @@ impl Config {
 
     /// The policy to run, if any. File paths are relative to the config file's directory; the
     /// embedded config runs the embedded example policy.
+    /// `[smtp] tls_certificate` and `tls_private_key`, resolved against the config file's directory.
+    pub fn smtp_tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let (cert, key) = (self.smtp.tls_certificate.as_ref()?, self.smtp.tls_private_key.as_ref()?);
+        let base = match &self.source {
+            ConfigSource::File(cfg) => cfg.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            ConfigSource::Embedded => PathBuf::from("."),
+        };
+        Some((base.join(cert), base.join(key)))
+    }
+
     pub fn policy_source(&self) -> Option<PolicySource> {
         let script = self.policy.script.as_ref()?;
         Some(match &self.source {

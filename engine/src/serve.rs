@@ -57,6 +57,16 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
+/// STARTTLS for the listener: the configured certificate, else a self-signed one for `hostname`.
+fn smtp_tls(config: &Config, hostname: &str) -> Result<std::sync::Arc<rustls::ServerConfig>, Failure> {
+    let files = config.smtp_tls_files();
+    let paths = files.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    ferry_actors::tls::server_config(paths, hostname).map_err(|e| match files {
+        Some(_) => Failure::Config(format!("smtp.tls_certificate / smtp.tls_private_key: {e}")),
+        None => Failure::Runtime(anyhow::anyhow!("{e}")),
+    })
+}
+
 /// Each SMTP session, outbound connection and spool reader holds a descriptor, and
 /// `smtp.max_connections` alone defaults to 2,000: take the hard limit rather than the soft one
 /// (often 1,024), so the listener's own limits are the ones that bite.
@@ -203,6 +213,7 @@ async fn serve(
         batch_handling: config.smtp.batch_handling,
         queues: Some(queues.clone()),
     });
+    let tls = smtp_tls(&config, &hostname)?;
     let settings = Arc::new(SessionSettings {
         hostname,
         max_message_size: config.smtp.max_message_size.0 as usize,
@@ -213,6 +224,7 @@ async fn serve(
         write_timeout: config.smtp.write_timeout.0,
         relay_hosts: config.smtp.relay_hosts.clone(),
         invalid_line_endings: config.smtp.invalid_line_endings,
+        tls: Some(tls),
     });
     let limits = listener::Limits {
         max_connections: config.smtp.max_connections,

@@ -7,6 +7,7 @@ pub mod line;
 pub mod listener;
 pub mod reception;
 pub mod session;
+pub mod stream;
 
 pub use reception::{Connection, Reception, Reply};
 pub use session::{Session, SessionSettings};

@@ -36,6 +36,8 @@ pub struct Connection {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub ehlo: String,
+    /// Set once STARTTLS has succeeded.
+    pub tls: Option<crate::tls::TlsInfo>,
 }
 
 /// An SMTP reply: code, enhanced code and text.
@@ -119,6 +121,10 @@ impl Reception {
             let mut record = self.logger.record(RecordType::Reception, &part.msg, &part.queue);
             record.peer_address =
                 Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
+            if let Some(tls) = &conn.tls {
+                record.tls_protocol_version = Some(tls.protocol_version.clone());
+                record.tls_cipher = Some(tls.cipher.clone());
+            }
             self.logger.log(&record);
             // kumo.xfer.xfer(msg, url, reason) in the handler: the move is saved, so log it now.
             for note in &part.rebinds {
@@ -162,6 +168,10 @@ impl Reception {
             ("ehlo_domain", conn.ehlo.clone()),
         ] {
             msg.set_meta(key, Value::String(value));
+        }
+        if let Some(tls) = &conn.tls {
+            msg.set_meta("tls_protocol_version", Value::String(tls.protocol_version.clone()));
+            msg.set_meta("tls_cipher", Value::String(tls.cipher.clone()));
         }
 
         let mut rebinds = Vec::new();
@@ -274,9 +284,11 @@ fn with_received_header(
         _ => String::new(),
     };
     let value = format!(
-        "from {} ({})\r\n\tby {hostname} (Ferry) with ESMTP id {id}{for_clause};\r\n\t{}",
+        "from {} ({})\r\n\tby {hostname} (Ferry) with {} id {id}{for_clause};\r\n\t{}",
         conn.ehlo,
         conn.peer.ip(),
+        // RFC 3848: ESMTPS once STARTTLS has protected the session.
+        if conn.tls.is_some() { "ESMTPS" } else { "ESMTP" },
         Utc::now().to_rfc2822()
     );
     headers::prepend(&body, "Received", &value)

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use ferry_config::{Cidr, InvalidLineEndings, cidr::any_contains};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -19,7 +20,9 @@ use super::command::{self, Command};
 use super::data::{DataOutcome, DataReader, MAX_TEXT_LINE};
 use super::line::{Line, LineReader};
 use super::reception::{Connection, Reception, Reply};
+use super::stream::SessionStream;
 use crate::model::line_endings;
+use crate::tls::TlsInfo;
 
 /// Listener settings every session reads.
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub struct SessionSettings {
     pub write_timeout: Duration,
     pub relay_hosts: Vec<Cidr>,
     pub invalid_line_endings: InvalidLineEndings,
+    /// STARTTLS is offered when set (always, in `ferry serve`: a self-signed certificate if none
+    /// is configured).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Protocol errors tolerated before the session is closed with 421.
@@ -54,8 +60,8 @@ enum Input {
     ShuttingDown,
 }
 
-pub struct Session<S> {
-    stream: S,
+pub struct Session {
+    stream: SessionStream,
     buf: BytesMut,
     out: Vec<u8>,
     settings: Arc<SessionSettings>,
@@ -67,16 +73,16 @@ pub struct Session<S> {
     errors: u32,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+impl Session {
     pub fn new(
-        stream: S,
+        stream: TcpStream,
         conn: Connection,
         settings: Arc<SessionSettings>,
         reception: Arc<Reception>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
-            stream,
+            stream: SessionStream::Plain(stream),
             buf: BytesMut::with_capacity(16 * 1024),
             out: Vec::with_capacity(1024),
             settings,
@@ -205,8 +211,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.greeted = true;
                 self.tx = Transaction::default();
                 let max = self.settings.max_message_size;
+                let starttls = match (&self.settings.tls, &self.conn.tls) {
+                    (Some(_), None) => "250-STARTTLS\r\n",
+                    _ => "",
+                };
                 self.reply(&format!(
-                    "250-{hostname} Hello {domain}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {max}\r\n250 ENHANCEDSTATUSCODES"
+                    "250-{hostname} Hello {domain}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {max}\r\n{starttls}250 ENHANCEDSTATUSCODES"
                 ));
             }
             Command::Helo(domain) => {
@@ -266,13 +276,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.reply("252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery")
             }
             Command::Help => self.reply("214 2.0.0 See RFC 5321"),
-            Command::StartTls => self.reply("502 5.5.1 STARTTLS is not available"),
+            Command::StartTls => return self.start_tls().await,
             Command::Quit => {
                 self.reply(&format!("221 2.0.0 {hostname} Bye"));
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    /// STARTTLS (RFC 3207): 220, then the handshake; the session starts over (no greeting, no
+    /// transaction), and whatever the client pipelined after the command is thrown away, so
+    /// nothing sent in plaintext can be taken as said under TLS (command injection).
+    async fn start_tls(&mut self) -> std::io::Result<bool> {
+        if self.conn.tls.is_some() {
+            self.reply("503 5.5.1 TLS is already active");
+            return Ok(self.protocol_error());
+        }
+        let Some(config) = self.settings.tls.clone() else {
+            self.reply("502 5.5.1 STARTTLS is not available");
+            return Ok(true);
+        };
+        self.reply("220 2.0.0 Ready to start TLS");
+        self.flush().await?;
+        self.buf.clear();
+        let SessionStream::Plain(plain) = std::mem::replace(&mut self.stream, SessionStream::Upgrading)
+        else {
+            return Ok(false);
+        };
+        let accept = tokio_rustls::TlsAcceptor::from(config).accept(plain);
+        match tokio::time::timeout(self.settings.command_timeout, accept).await {
+            Ok(Ok(tls)) => {
+                self.conn.tls = Some(TlsInfo::of(tls.get_ref().1));
+                self.stream = SessionStream::Tls(Box::new(tls));
+                self.greeted = false;
+                self.conn.ehlo.clear();
+                self.tx = Transaction::default();
+                Ok(true)
+            }
+            Ok(Err(e)) => {
+                tracing::info!(peer = %self.conn.peer, error = %e, "TLS handshake failed; disconnected");
+                Ok(false)
+            }
+            Err(_) => {
+                tracing::info!(peer = %self.conn.peer, "TLS handshake not done within smtp.command_timeout; disconnected");
+                Ok(false)
+            }
+        }
     }
 
     /// `[smtp] invalid_line_endings` (SMTP smuggling): refuse, repair or keep a message holding a
