@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::ServerConfig;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -58,6 +60,83 @@ pub fn server_config(files: Option<(&Path, &Path)>, hostname: &str) -> Result<Ar
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(config))
+}
+
+/// The two client configs outbound STARTTLS chooses between (`enable_tls`): verifying against
+/// the system's roots plus `[tls] ca_file`, or accepting any certificate (`*Insecure`).
+pub struct ClientTls {
+    pub verifying: Arc<ClientConfig>,
+    pub insecure: Arc<ClientConfig>,
+}
+
+impl ClientTls {
+    pub fn new(ca_file: Option<&Path>) -> Result<ClientTls, TlsError> {
+        let mut roots = RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            // No system store (a minimal container): Mozilla's roots rather than none at all.
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        if let Some(path) = ca_file {
+            for cert in load_certs(path)? {
+                roots.add(cert).map_err(|e| TlsError::Certificate {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?;
+            }
+        }
+        let builder = || {
+            ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::Config(e.to_string()))
+        };
+        let verifying = builder()?.with_root_certificates(roots).with_no_client_auth();
+        let insecure = builder()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+            .with_no_client_auth();
+        Ok(ClientTls { verifying: Arc::new(verifying), insecure: Arc::new(insecure) })
+    }
+}
+
+/// `OpportunisticInsecure` / `RequiredInsecure`: encrypt, but take whatever certificate comes
+/// (signatures are still checked, so the handshake itself is sound).
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -34,6 +34,8 @@ pub struct Config {
     pub dns: DnsConfig,
     #[serde(default)]
     pub xfer: XferConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Where this config came from; not part of the TOML.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -179,6 +181,14 @@ impl Default for HttpConfig {
             bearer_token_file: None,
         }
     }
+}
+
+/// `[tls]`: what outbound TLS trusts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificates trusted besides the system's roots (a private CA), relative to the config file.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[xfer]`: moving queued mail to peer nodes (SPEC §4).
@@ -457,6 +467,15 @@ impl Config {
 
     /// The policy to run, if any. File paths are relative to the config file's directory; the
     /// embedded config runs the embedded example policy.
+    /// `[tls] ca_file`, resolved against the config file's directory.
+    pub fn tls_ca_file(&self) -> Option<PathBuf> {
+        let file = self.tls.ca_file.as_ref()?;
+        Some(match &self.source {
+            ConfigSource::File(cfg) => cfg.parent().unwrap_or(Path::new(".")).join(file),
+            ConfigSource::Embedded => file.clone(),
+        })
+    }
+
     /// `[smtp] tls_certificate` and `tls_private_key`, resolved against the config file's directory.
     pub fn smtp_tls_files(&self) -> Option<(PathBuf, PathBuf)> {
         let (cert, key) = (self.smtp.tls_certificate.as_ref()?, self.smtp.tls_private_key.as_ref()?);

@@ -166,6 +166,10 @@ async fn serve(
     let queue_ctx = actix::Context::<QueueManager>::new();
     let queues = queue_ctx.address();
     let delivery = actix::Actor::start(DeliveryManager::new());
+    let ca_file = config.tls_ca_file();
+    let client_tls = ferry_actors::tls::ClientTls::new(ca_file.as_deref())
+        .map(Arc::new)
+        .map_err(|e| Failure::Config(format!("tls.ca_file: {e}")))?;
     let xfer = actix::Actor::start(ferry_actors::xfer::XferSupervisor::default());
     let services = Services {
         spool,
@@ -178,7 +182,7 @@ async fn serve(
         queues: queues.clone(),
         delivery: delivery.clone(),
         xfer: xfer.clone(),
-        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone() }),
+        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), client_tls: Some(client_tls) }),
         resolver: Arc::new(if config.dns.servers.is_empty() {
             Resolver::from_system()
         } else {

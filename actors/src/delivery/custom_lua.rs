@@ -37,7 +37,8 @@ pub(crate) async fn connection(
             tracing::error!(id = %item.id, "policy actor stopped during custom_lua delivery; message stays spooled");
             return;
         };
-        let attempt = Attempt { site: site.clone(), peer: None, protocol: Some("Lua".into()), egress: None };
+        let attempt =
+            Attempt { site: site.clone(), peer: None, protocol: Some("Lua".into()), egress: None, tls: None };
         let records = Records(&services.logger);
         let logged = InsertContext::new(InsertReason::LoggedTransientFailure);
         match result {

@@ -128,7 +128,13 @@ pub async fn deliver(services: &Services, msg: Message, queue: &str, config: &Ar
     })
     .await
     .unwrap_or_default();
-    let attempt = Attempt { site: String::new(), peer: None, protocol: Some("Maildir".into()), egress: None };
+    let attempt = Attempt {
+        site: String::new(),
+        peer: None,
+        protocol: Some("Maildir".into()),
+        egress: None,
+        tls: None,
+    };
     let records = Records(&services.logger);
     let (ok, failed): (Vec<_>, Vec<_>) = written.into_iter().partition(|(_, r)| r.is_ok());
     if !ok.is_empty() {

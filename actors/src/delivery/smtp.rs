@@ -147,6 +147,12 @@ fn client_settings(
             rset: path.rset_timeout.0,
         },
         pipelining: path.enable_pipelining,
+        tls: super::smtp_client::TlsSettings {
+            mode: path.enable_tls,
+            reconnect_plain_on_failure: path.opportunistic_tls_reconnect_on_failed_handshake,
+            starttls_timeout: path.starttls_timeout.0,
+            configs: services.settings.client_tls.clone(),
+        },
     }
 }
 
@@ -208,6 +214,7 @@ async fn fail(
         peer: None,
         protocol: Some("ESMTP".into()),
         egress: egress_used(item, source, None),
+        tls: None,
     };
     if failure.permanent {
         stats.fail();
@@ -266,6 +273,7 @@ pub(crate) async fn connection(
             peer: Some(PeerAddress { name: target.name.clone(), addr: target.addr.ip().to_string() }),
             protocol: Some("ESMTP".into()),
             egress: egress_used(&item, &source, c.local_addr()),
+            tls: c.tls().cloned(),
         };
         match send_all(c, &msg, path.max_recipients_per_batch).await {
             Ok(results) => settle(&services, &stats, msg, &item.queue, &item.config, results, &attempt).await,

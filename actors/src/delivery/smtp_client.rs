@@ -18,8 +18,13 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
 use super::mx::Target;
+use crate::model::egress_path::EnableTls;
 use crate::model::line_endings::smtp_data_payload;
 use crate::model::record::{EnhancedCode, Response};
+use crate::model::tls_policy::{self, TlsStep};
+use crate::tls::{ClientTls, TlsInfo};
+use rustls::pki_types::ServerName;
+use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -29,6 +34,34 @@ pub struct ClientSettings {
     pub timeouts: Timeouts,
     /// Send MAIL, every RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
     pub pipelining: bool,
+    pub tls: TlsSettings,
+}
+
+/// Outbound STARTTLS: the egress path's `enable_tls`, its reconnect flag and timeout, and the
+/// client configs to use (None: no TLS at all).
+#[derive(Clone)]
+pub struct TlsSettings {
+    pub mode: EnableTls,
+    pub reconnect_plain_on_failure: bool,
+    pub starttls_timeout: Duration,
+    pub configs: Option<Arc<ClientTls>>,
+}
+
+impl std::fmt::Debug for TlsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsSettings({:?})", self.mode)
+    }
+}
+
+impl TlsSettings {
+    pub fn disabled() -> TlsSettings {
+        TlsSettings {
+            mode: EnableTls::Disabled,
+            reconnect_plain_on_failure: false,
+            starttls_timeout: Duration::from_secs(5),
+            configs: None,
+        }
+    }
 }
 
 /// An egress path's client timeouts (KumoMTA's names).
@@ -67,6 +100,12 @@ pub enum ClientError {
     Closed(String),
     #[error("SMTP protocol error: {0}")]
     Protocol(String),
+    /// TLS was required and could not be had (not offered, STARTTLS refused).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The STARTTLS handshake failed (certificate name, issuer, expiry, protocol).
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(String),
 }
 
 /// A reply line longer than this is garbage, not a reply (RFC 5321 allows 512 octets).
@@ -83,7 +122,9 @@ struct Reply {
 
 /// An open, greeted SMTP connection.
 pub struct SmtpClient {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<ClientStream>,
+    /// What STARTTLS negotiated, once it has.
+    tls: Option<TlsInfo>,
     /// Our end of the connection (the source address actually used, and its port).
     local: Option<SocketAddr>,
     /// EHLO keywords the server announced, upper-cased (empty after HELO).
@@ -102,7 +143,25 @@ enum OpenError {
 impl SmtpClient {
     /// TCP connect, greeting and EHLO, each within its timeout. A server that refuses
     /// EHLO with 5xx gets a second connection that greets with HELO (RFC 5321 §3.2).
+    /// A failed STARTTLS handshake is final for that connection; with an opportunistic policy and
+    /// `opportunistic_tls_reconnect_on_failed_handshake`, one more connection goes without TLS.
     pub async fn connect(target: &Target, settings: &ClientSettings) -> Result<SmtpClient, ClientError> {
+        match Self::connect_once(target, settings).await {
+            Err(ClientError::TlsHandshake(why))
+                if tls_policy::reconnect_plain(
+                    settings.tls.mode,
+                    settings.tls.reconnect_plain_on_failure,
+                ) =>
+            {
+                tracing::info!(host = %target.name, %why, "TLS handshake failed; reconnecting without TLS");
+                let plain = ClientSettings { tls: TlsSettings::disabled(), ..settings.clone() };
+                Self::connect_once(target, &plain).await
+            }
+            other => other,
+        }
+    }
+
+    async fn connect_once(target: &Target, settings: &ClientSettings) -> Result<SmtpClient, ClientError> {
         let opened = match Self::open(target, settings, false).await {
             Err(OpenError::HelloRefused(r)) if r.code >= 500 => Self::open(target, settings, true).await,
             other => other,
@@ -133,7 +192,8 @@ impl SmtpClient {
         let _ = tcp.set_nodelay(true);
         let mut client = SmtpClient {
             local: tcp.local_addr().ok(),
-            stream: BufReader::new(tcp),
+            stream: BufReader::new(ClientStream::Plain(tcp)),
+            tls: None,
             extensions: HashSet::new(),
             target: target.clone(),
             settings: settings.clone(),
@@ -161,15 +221,68 @@ impl SmtpClient {
         if hello.code != 250 {
             return Err(OpenError::HelloRefused(response(&hello, &line)));
         }
-        // The first line is the server's name; each further one an extension keyword and its parameters.
-        client.extensions = hello
-            .lines
-            .iter()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next())
-            .map(str::to_ascii_uppercase)
-            .collect();
+        client.extensions = extensions(&hello);
+        if !helo {
+            client.start_tls(&settings.tls, &line).await.map_err(OpenError::Client)?;
+        }
         Ok(client)
+    }
+
+    /// STARTTLS as the egress path's `enable_tls` says (model::tls_policy), then EHLO again
+    /// (RFC 3207: what the server said before TLS no longer counts).
+    async fn start_tls(&mut self, tls: &TlsSettings, ehlo: &str) -> Result<(), ClientError> {
+        let Some(configs) = &tls.configs else { return Ok(()) };
+        let peer = format!("{} [{}]", self.target.name, self.target.addr);
+        let verify = match tls_policy::step(tls.mode, self.extensions.contains("STARTTLS")) {
+            TlsStep::Plain => return Ok(()),
+            TlsStep::Refuse(why) => return Err(ClientError::Tls(format!("{peer}: {why}"))),
+            TlsStep::StartTls { verify } => verify,
+        };
+        let reply = self.transact(b"STARTTLS", "STARTTLS", "STARTTLS", tls.starttls_timeout).await?;
+        if reply.code != 220 {
+            return Err(ClientError::Tls(format!("{peer} refused STARTTLS: {}", reply.to_single_line())));
+        }
+        if !self.stream.buffer().is_empty() {
+            return Err(ClientError::Protocol(format!("{peer} sent data after its STARTTLS reply")));
+        }
+        let ClientStream::Plain(tcp) = std::mem::replace(self.stream.get_mut(), ClientStream::Upgrading)
+        else {
+            return Err(ClientError::Protocol("STARTTLS on a connection that is not plaintext".into()));
+        };
+        let name = server_name(&self.target)?;
+        let config = if verify { configs.verifying.clone() } else { configs.insecure.clone() };
+        let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+        let tls_stream = match timeout(tls.starttls_timeout, handshake).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                self.reusable = false;
+                return Err(ClientError::TlsHandshake(format!("{peer}: {e}")));
+            }
+            Err(_) => {
+                self.reusable = false;
+                return Err(ClientError::TlsHandshake(format!(
+                    "{peer}: no handshake within starttls_timeout"
+                )));
+            }
+        };
+        self.tls = Some(TlsInfo::of(tls_stream.get_ref().1));
+        *self.stream.get_mut() = ClientStream::Tls(Box::new(tls_stream));
+        let hello = match timeout(self.settings.timeouts.ehlo, self.exchange(ehlo.as_bytes())).await {
+            Err(_) => return Err(ClientError::Timeout(format!("{ehlo} after STARTTLS with {peer}"))),
+            Ok(Err(e)) => return Err(e.during(&format!("{ehlo} after STARTTLS with {peer}"))),
+            Ok(Ok(r)) => r,
+        };
+        if hello.code != 250 {
+            let text = response(&hello, ehlo).to_single_line();
+            return Err(ClientError::Protocol(format!("{ehlo} after STARTTLS got {text}")));
+        }
+        self.extensions = extensions(&hello);
+        Ok(())
+    }
+
+    /// What STARTTLS negotiated on this connection, if it did.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// One transaction (SPEC §7.1): MAIL FROM, every RCPT (a refusal does not stop the others), then DATA
@@ -439,6 +552,82 @@ impl SmtpClient {
     }
 }
 
+/// EHLO keywords, upper-cased: the first line is the server's name, each further one a keyword
+/// and its parameters.
+fn extensions(hello: &Reply) -> HashSet<String> {
+    hello
+        .lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
+/// The name the certificate must carry: the MX host name, or its address for a literal.
+fn server_name(target: &Target) -> Result<ServerName<'static>, ClientError> {
+    if target.name.starts_with('[') {
+        return Ok(ServerName::IpAddress(target.addr.ip().into()));
+    }
+    ServerName::try_from(target.name.trim_end_matches('.').to_string())
+        .map_err(|e| ClientError::Tls(format!("{} is not a name a certificate can carry: {e}", target.name)))
+}
+
+/// The connection under the client: plaintext until STARTTLS.
+enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Upgrading,
+}
+
+impl tokio::io::AsyncRead for ClientStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+            ClientStream::Upgrading => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ClientStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+            ClientStream::Upgrading => std::task::Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+            ClientStream::Upgrading => std::task::Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+            ClientStream::Upgrading => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
 /// Connect to `to`, first binding `source` (an egress source's address) when given. A source
 /// address that is not on this host fails here, and the error says which address it was.
 async fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> io::Result<TcpStream> {
@@ -661,6 +850,7 @@ mod tests {
             source_address: None,
             timeouts: Timeouts::uniform(t),
             pipelining: true,
+            tls: TlsSettings::disabled(),
         }
     }
 

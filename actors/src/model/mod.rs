@@ -9,6 +9,7 @@ pub mod record;
 pub mod scheduling;
 pub mod spool_room;
 pub mod throttle;
+pub mod tls_policy;
 
 pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};

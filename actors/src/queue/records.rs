@@ -22,6 +22,8 @@ pub struct Attempt {
     pub protocol: Option<String>,
     /// The egress pool and source the attempt left from (ready queues); None: `unspecified`.
     pub egress: Option<EgressUsed>,
+    /// What STARTTLS negotiated on the attempt's connection.
+    pub tls: Option<crate::tls::TlsInfo>,
 }
 
 /// Which pool and source an attempt used, and the local address its connection had.
@@ -49,6 +51,10 @@ impl Records<'_> {
         r.site = attempt.site.clone();
         r.peer_address = attempt.peer.clone();
         r.delivery_protocol = attempt.protocol.clone();
+        if let Some(tls) = &attempt.tls {
+            r.tls_protocol_version = Some(tls.protocol_version.clone());
+            r.tls_cipher = Some(tls.cipher.clone());
+        }
         match &attempt.egress {
             Some(e) => {
                 r.egress_pool = Some(e.pool.clone());

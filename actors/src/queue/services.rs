@@ -15,15 +15,24 @@ use crate::policy::PolicyPool;
 use crate::spool::{Spool, SpoolWriter};
 
 /// Outbound delivery settings that are the node's, not an egress path's.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DeliverySettings {
     /// EHLO name when neither the egress path nor the source names one.
     pub ehlo_name: String,
+    /// Outbound STARTTLS configs (system roots + `[tls] ca_file`, and the insecure one); None:
+    /// delivery never starts TLS.
+    pub client_tls: Option<Arc<crate::tls::ClientTls>>,
+}
+
+impl std::fmt::Debug for DeliverySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeliverySettings({}, tls: {})", self.ehlo_name, self.client_tls.is_some())
+    }
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { ehlo_name: "localhost".into() }
+        Self { ehlo_name: "localhost".into(), client_tls: None }
     }
 }
 

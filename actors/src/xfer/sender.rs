@@ -169,8 +169,13 @@ impl Peer {
             }
         }
         requeue::remove_all(services, &transferred).await;
-        let attempt =
-            Attempt { site: self.site.clone(), peer: None, protocol: Some("Xfer".into()), egress: None };
+        let attempt = Attempt {
+            site: self.site.clone(),
+            peer: None,
+            protocol: Some("Xfer".into()),
+            egress: None,
+            tls: None,
+        };
         let failed = failures.into_iter().map(|(item, msg, text)| {
             let attempt = attempt.clone();
             async move {
