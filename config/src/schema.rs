@@ -113,6 +113,8 @@ pub struct SmtpConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for STARTTLS, relative to the config file.
     pub tls_private_key: Option<PathBuf>,
+    /// Refuse MAIL before a successful AUTH (a submission listener).
+    pub auth_required: bool,
 }
 
 /// `[smtp] batch_handling` (KumoMTA's listener option of the same name and values).
@@ -156,6 +158,7 @@ impl Default for SmtpConfig {
             batch_handling: BatchHandling::BatchByDomain,
             tls_certificate: None,
             tls_private_key: None,
+            auth_required: false,
         }
     }
 }

@@ -229,6 +229,7 @@ async fn serve(
         relay_hosts: config.smtp.relay_hosts.clone(),
         invalid_line_endings: config.smtp.invalid_line_endings,
         tls: Some(tls),
+        auth_required: config.smtp.auth_required,
     });
     let limits = listener::Limits {
         max_connections: config.smtp.max_connections,

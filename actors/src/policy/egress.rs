@@ -111,6 +111,27 @@ impl PolicyState {
         })
     }
 
+    /// `smtp_server_auth_plain(authz, authc, password, conn_meta)`: true admits the client. No
+    /// handler, or anything but `true`, refuses.
+    pub fn smtp_server_auth_plain(
+        &self,
+        authz: &str,
+        authc: &str,
+        password: &str,
+        conn_meta: &serde_json::Value,
+    ) -> Result<bool, PolicyError> {
+        self.with_deadline(|| {
+            let lua = self.lua();
+            let handlers =
+                kumo::handlers(lua, "smtp_server_auth_plain").map_err(|e| PolicyError::from_lua(&e))?;
+            let Some(handler) = handlers.first() else { return Ok(false) };
+            let meta = super::convert::json_to_lua(lua, conn_meta).map_err(|e| PolicyError::from_lua(&e))?;
+            let verdict: Value =
+                handler.call((authz, authc, password, meta)).map_err(|e| PolicyError::from_lua(&e))?;
+            Ok(matches!(verdict, Value::Boolean(true)))
+        })
+    }
+
     /// Call the event's handler with `name`; Ok(None) when there is no handler or it returned nil.
     /// A plain table is accepted as if passed to the matching `make_*` function.
     fn call_definition<T>(

@@ -7,8 +7,13 @@ use crate::model::address;
 pub enum Command {
     Ehlo(String),
     Helo(String),
-    MailFrom { address: String, size: Option<u64> },
-    RcptTo { address: String },
+    MailFrom {
+        address: String,
+        size: Option<u64>,
+    },
+    RcptTo {
+        address: String,
+    },
     Data,
     Rset,
     Noop,
@@ -16,6 +21,11 @@ pub enum Command {
     Vrfy,
     Help,
     StartTls,
+    /// `AUTH <mechanism> [initial-response]` (RFC 4954).
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
 }
 
 /// Why a line is not a usable command; each maps to one SMTP reply.
@@ -100,6 +110,14 @@ pub fn parse(line: &[u8]) -> Result<Command, CommandError> {
         "VRFY" => Ok(Command::Vrfy),
         "HELP" => Ok(Command::Help),
         "STARTTLS" => no_args(Command::StartTls),
+        "AUTH" => {
+            let mut words = rest.split_whitespace();
+            let mechanism = words.next().ok_or(CommandError::Syntax("AUTH needs a mechanism"))?;
+            Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial: words.next().map(str::to_string),
+            })
+        }
         _ => Err(CommandError::Unrecognized),
     }
 }

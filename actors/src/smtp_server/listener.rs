@@ -124,7 +124,7 @@ pub async fn serve(
                 Ok(s) => s,
                 Err(e) => return tracing::warn!(error = %e, "cannot register connection"),
             };
-            let conn = Connection { peer, local, ehlo: String::new(), tls: None };
+            let conn = Connection { peer, local, ehlo: String::new(), tls: None, auth: None };
             let span = tracing::info_span!("smtp", peer = %peer);
             let _ = tracing::Instrument::instrument(
                 Session::new(stream, conn, settings, reception, shutdown).run(),

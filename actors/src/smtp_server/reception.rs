@@ -38,6 +38,15 @@ pub struct Connection {
     pub ehlo: String,
     /// Set once STARTTLS has succeeded.
     pub tls: Option<crate::tls::TlsInfo>,
+    /// Set once AUTH has succeeded.
+    pub auth: Option<Authenticated>,
+}
+
+/// Who a client authenticated as (AUTH PLAIN/LOGIN).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub authc: String,
+    pub authz: String,
 }
 
 /// An SMTP reply: code, enhanced code and text.
@@ -169,6 +178,12 @@ impl Reception {
         ] {
             msg.set_meta(key, Value::String(value));
         }
+        if let Some(auth) = &conn.auth {
+            msg.set_meta("authn_id", Value::String(auth.authc.clone()));
+            if !auth.authz.is_empty() {
+                msg.set_meta("authz_id", Value::String(auth.authz.clone()));
+            }
+        }
         if let Some(tls) = &conn.tls {
             msg.set_meta("tls_protocol_version", Value::String(tls.protocol_version.clone()));
             msg.set_meta("tls_cipher", Value::String(tls.cipher.clone()));
@@ -288,7 +303,12 @@ fn with_received_header(
         conn.ehlo,
         conn.peer.ip(),
         // RFC 3848: ESMTPS once STARTTLS has protected the session.
-        if conn.tls.is_some() { "ESMTPS" } else { "ESMTP" },
+        match (conn.tls.is_some(), conn.auth.is_some()) {
+            (true, true) => "ESMTPSA",
+            (true, false) => "ESMTPS",
+            (false, true) => "ESMTPA",
+            (false, false) => "ESMTP",
+        },
         Utc::now().to_rfc2822()
     );
     headers::prepend(&body, "Received", &value)

@@ -39,6 +39,8 @@ pub struct SessionSettings {
     /// STARTTLS is offered when set (always, in `ferry serve`: a self-signed certificate if none
     /// is configured).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `auth_required`: MAIL before a successful AUTH gets 530.
+    pub auth_required: bool,
 }
 
 /// Protocol errors tolerated before the session is closed with 421.
@@ -71,6 +73,7 @@ pub struct Session {
     greeted: bool,
     tx: Transaction,
     errors: u32,
+    auth_failures: u32,
 }
 
 impl Session {
@@ -92,6 +95,7 @@ impl Session {
             greeted: false,
             tx: Transaction::default(),
             errors: 0,
+            auth_failures: 0,
         }
     }
 
@@ -215,8 +219,10 @@ impl Session {
                     (Some(_), None) => "250-STARTTLS\r\n",
                     _ => "",
                 };
+                // AUTH only once the session is encrypted: a password never crosses in clear.
+                let auth = if self.auth_offered() { "250-AUTH PLAIN LOGIN\r\n" } else { "" };
                 self.reply(&format!(
-                    "250-{hostname} Hello {domain}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {max}\r\n{starttls}250 ENHANCEDSTATUSCODES"
+                    "250-{hostname} Hello {domain}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {max}\r\n{starttls}{auth}250 ENHANCEDSTATUSCODES"
                 ));
             }
             Command::Helo(domain) => {
@@ -234,6 +240,10 @@ impl Session {
                     self.reply("503 5.5.1 Sender already given; use RSET to start over");
                     return Ok(self.protocol_error());
                 }
+                if self.settings.auth_required && self.conn.auth.is_none() {
+                    self.reply("530 5.7.0 Authentication required");
+                    return Ok(self.protocol_error());
+                }
                 if size.is_some_and(|s| s > self.settings.max_message_size as u64) {
                     let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
                     self.reception.log_rejection(&self.conn, &address, "", &reply, "MAIL FROM");
@@ -248,7 +258,9 @@ impl Session {
                     self.reply("503 5.5.1 Need MAIL FROM first");
                     return Ok(self.protocol_error());
                 };
-                let refusal = if !any_contains(&self.settings.relay_hosts, self.conn.peer.ip()) {
+                let may_relay =
+                    self.conn.auth.is_some() || any_contains(&self.settings.relay_hosts, self.conn.peer.ip());
+                let refusal = if !may_relay {
                     Some(Reply::new(550, "5.7.1", format!("Relaying denied for <{address}>")))
                 } else if self.tx.recipients.len() >= self.settings.max_recipients {
                     Some(Reply::new(452, "4.5.3", "Too many recipients"))
@@ -277,12 +289,120 @@ impl Session {
             }
             Command::Help => self.reply("214 2.0.0 See RFC 5321"),
             Command::StartTls => return self.start_tls().await,
+            Command::Auth { mechanism, initial } => return self.auth(&mechanism, initial).await,
             Command::Quit => {
                 self.reply(&format!("221 2.0.0 {hostname} Bye"));
                 return Ok(false);
             }
         }
         Ok(true)
+    }
+
+    fn auth_offered(&self) -> bool {
+        self.conn.tls.is_some()
+            && self.conn.auth.is_none()
+            && self.reception.policy.has_handler("smtp_server_auth_plain")
+    }
+
+    /// AUTH PLAIN / LOGIN (RFC 4954, 4616) under TLS, decided by the policy's
+    /// `smtp_server_auth_plain`. Each failure waits a little longer before its 535 (up to 5 s),
+    /// so guessing passwords is slow; the 10-error limit then ends the session.
+    async fn auth(&mut self, mechanism: &str, initial: Option<String>) -> std::io::Result<bool> {
+        if self.conn.tls.is_none() {
+            self.reply("538 5.7.11 Encryption required: use STARTTLS first");
+            return Ok(self.protocol_error());
+        }
+        if !self.auth_offered() || !self.greeted || self.tx.sender.is_some() {
+            self.reply("503 5.5.1 AUTH is not possible now");
+            return Ok(self.protocol_error());
+        }
+        let credentials = match mechanism {
+            "PLAIN" => {
+                let Some(response) = self.auth_response(initial, "").await? else { return Ok(false) };
+                plain_credentials(&response)
+            }
+            "LOGIN" => {
+                let Some(user) = self.auth_response(initial, "VXNlcm5hbWU6").await? else { return Ok(false) };
+                let Some(pass) = self.auth_response(None, "UGFzc3dvcmQ6").await? else { return Ok(false) };
+                match (decode64(&user), decode64(&pass)) {
+                    (Some(u), Some(p)) => Some((String::new(), u, p)),
+                    _ => None,
+                }
+            }
+            _ => {
+                self.reply("504 5.5.4 Unrecognized authentication type (PLAIN and LOGIN are offered)");
+                return Ok(self.protocol_error());
+            }
+        };
+        let Some((authz, authc, password)) = credentials else {
+            self.reply("501 5.5.2 Cannot decode the AUTH response");
+            return Ok(self.protocol_error());
+        };
+        let meta = serde_json::json!({
+            "received_from": self.conn.peer.to_string(),
+            "received_via": self.conn.local.to_string(),
+            "ehlo_domain": self.conn.ehlo,
+        });
+        let (z, c) = (authz.clone(), authc.clone());
+        let verdict = self
+            .reception
+            .policy
+            .call(crate::policy::Lane::Reception, move |state| {
+                state.smtp_server_auth_plain(&z, &c, &password, &meta)
+            })
+            .await;
+        match verdict {
+            Ok(Ok(true)) => {
+                self.conn.auth = Some(crate::smtp_server::reception::Authenticated { authc, authz });
+                self.reply("235 2.7.0 Authentication successful");
+                Ok(true)
+            }
+            other => {
+                if let Ok(Err(e)) = &other {
+                    tracing::error!(error = %e, "smtp_server_auth_plain failed; authentication refused");
+                }
+                self.auth_failures += 1;
+                let delay = Duration::from_secs(u64::from(self.auth_failures.min(5)));
+                tracing::info!(peer = %self.conn.peer, user = %authc, failures = self.auth_failures, "authentication failed");
+                tokio::time::sleep(delay).await;
+                self.reply("535 5.7.8 Authentication credentials invalid");
+                Ok(self.protocol_error())
+            }
+        }
+    }
+
+    /// The client's base64 response: `initial` if it gave one (`=` is an empty one), else a `334`
+    /// challenge and the next line. None: the client cancelled (`*`) or went away.
+    async fn auth_response(
+        &mut self,
+        initial: Option<String>,
+        challenge: &str,
+    ) -> std::io::Result<Option<String>> {
+        if let Some(i) = initial {
+            return Ok(Some(if i == "=" { String::new() } else { i }));
+        }
+        self.reply(&format!("334 {challenge}"));
+        self.flush().await?;
+        let deadline = Instant::now() + self.settings.command_timeout;
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line = self.buf.split_to(i + 1);
+                let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+                if text == "*" {
+                    self.reply("501 5.7.0 Authentication cancelled");
+                    return Ok(None);
+                }
+                return Ok(Some(text));
+            }
+            if self.buf.len() > 12 * 1024 {
+                self.reply("500 5.5.6 Authentication exchange line is too long");
+                return Ok(None);
+            }
+            match self.read_more(deadline).await? {
+                Input::Data => {}
+                _ => return Ok(None),
+            }
+        }
     }
 
     /// STARTTLS (RFC 3207): 220, then the handshake; the session starts over (no greeting, no
@@ -311,6 +431,7 @@ impl Session {
                 self.stream = SessionStream::Tls(Box::new(tls));
                 self.greeted = false;
                 self.conn.ehlo.clear();
+                self.conn.auth = None;
                 self.tx = Transaction::default();
                 Ok(true)
             }
@@ -406,5 +527,38 @@ impl Session {
         }
         self.reply(&reply.line());
         Ok(true)
+    }
+}
+
+fn decode64(text: &str) -> Option<String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// RFC 4616: `authzid NUL authcid NUL passwd`, base64.
+fn plain_credentials(response: &str) -> Option<(String, String, String)> {
+    let decoded = decode64(response)?;
+    let mut parts = decoded.splitn(3, '\0');
+    Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    #[test]
+    fn plain_responses_decode_into_three_parts() {
+        // "\0user\0secret" and "admin\0user\0pa ss"
+        assert_eq!(
+            plain_credentials("AHVzZXIAc2VjcmV0"),
+            Some((String::new(), "user".into(), "secret".into()))
+        );
+        assert_eq!(
+            plain_credentials("YWRtaW4AdXNlcgBwYSBzcw=="),
+            Some(("admin".into(), "user".into(), "pa ss".into()))
+        );
+        assert_eq!(plain_credentials("dXNlcg=="), None, "no NULs");
+        assert_eq!(plain_credentials("!!!"), None, "not base64");
     }
 }
