@@ -71,6 +71,11 @@ pub struct ClientTls {
 
 impl ClientTls {
     pub fn new(ca_file: Option<&Path>) -> Result<ClientTls, TlsError> {
+        Self::with_ca_files(ca_file.into_iter().collect())
+    }
+
+    /// Trusting the system's roots plus every PEM file given.
+    pub fn with_ca_files(ca_files: Vec<&Path>) -> Result<ClientTls, TlsError> {
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for cert in native.certs {
@@ -80,7 +85,7 @@ impl ClientTls {
             // No system store (a minimal container): Mozilla's roots rather than none at all.
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         }
-        if let Some(path) = ca_file {
+        for path in ca_files {
             for cert in load_certs(path)? {
                 roots.add(cert).map_err(|e| TlsError::Certificate {
                     path: path.display().to_string(),

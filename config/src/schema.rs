@@ -173,6 +173,10 @@ pub struct HttpConfig {
     pub bearer_token: Option<String>,
     /// A file holding the bearer token (surrounding whitespace ignored).
     pub bearer_token_file: Option<PathBuf>,
+    /// PEM certificate chain: the HTTP listener speaks HTTPS (relative to the config file).
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for `tls_certificate`.
+    pub tls_private_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -182,6 +186,8 @@ impl Default for HttpConfig {
             trusted_hosts: loopback(),
             bearer_token: None,
             bearer_token_file: None,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }
@@ -209,6 +215,8 @@ pub struct XferConfig {
     /// A target node's sender is retired after this long with nothing to send or in flight; the
     /// next message for that node starts a fresh one.
     pub idle_timeout: HumanDuration,
+    /// PEM certificates trusted for https:// targets besides the system's roots and `[tls] ca_file`.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for XferConfig {
@@ -219,6 +227,7 @@ impl Default for XferConfig {
             batch_bytes: ByteSize(8 << 20),
             max_body_size: ByteSize(64 << 20),
             idle_timeout: HumanDuration::from_secs(600),
+            ca_file: None,
         }
     }
 }
@@ -372,6 +381,15 @@ impl Config {
                 return invalid(key, "must be greater than 0".into());
             }
         }
+        match (&self.http.tls_certificate, &self.http.tls_private_key) {
+            (Some(_), None) => {
+                return invalid("http.tls_certificate", "needs http.tls_private_key too".into());
+            }
+            (None, Some(_)) => {
+                return invalid("http.tls_private_key", "needs http.tls_certificate too".into());
+            }
+            _ => {}
+        }
         match (&self.smtp.tls_certificate, &self.smtp.tls_private_key) {
             (Some(_), None) => {
                 return invalid("smtp.tls_certificate", "needs smtp.tls_private_key too".into());
@@ -470,13 +488,28 @@ impl Config {
 
     /// The policy to run, if any. File paths are relative to the config file's directory; the
     /// embedded config runs the embedded example policy.
+    /// A path from the config, resolved against the config file's directory.
+    pub fn resolve(&self, file: &Path) -> PathBuf {
+        match &self.source {
+            ConfigSource::File(cfg) => cfg.parent().unwrap_or(Path::new(".")).join(file),
+            ConfigSource::Embedded => file.to_path_buf(),
+        }
+    }
+
     /// `[tls] ca_file`, resolved against the config file's directory.
     pub fn tls_ca_file(&self) -> Option<PathBuf> {
-        let file = self.tls.ca_file.as_ref()?;
-        Some(match &self.source {
-            ConfigSource::File(cfg) => cfg.parent().unwrap_or(Path::new(".")).join(file),
-            ConfigSource::Embedded => file.clone(),
-        })
+        self.tls.ca_file.as_deref().map(|f| self.resolve(f))
+    }
+
+    /// `[xfer] ca_file`, resolved against the config file's directory.
+    pub fn xfer_ca_file(&self) -> Option<PathBuf> {
+        self.xfer.ca_file.as_deref().map(|f| self.resolve(f))
+    }
+
+    /// `[http] tls_certificate` and `tls_private_key`, resolved.
+    pub fn http_tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let (cert, key) = (self.http.tls_certificate.as_ref()?, self.http.tls_private_key.as_ref()?);
+        Some((self.resolve(cert), self.resolve(key)))
     }
 
     /// `[smtp] tls_certificate` and `tls_private_key`, resolved against the config file's directory.

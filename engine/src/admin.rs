@@ -17,6 +17,9 @@ pub struct Endpoint {
     /// Print the node's JSON answers (for scripts) instead of tables and sentences.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM certificates to trust for an https:// endpoint, besides the system's roots.
+    #[arg(long, env = "FERRY_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Queue selection shared by suspend, bounce, xfer and rebind.
@@ -180,6 +183,8 @@ pub(crate) struct Api {
     pub base: String,
     token: Option<String>,
     pub json: bool,
+    /// For https:// endpoints.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Send a request; non-2xx is an error carrying the body.
@@ -190,7 +195,7 @@ pub(crate) async fn call(
     body: Option<Value>,
 ) -> anyhow::Result<(u16, String)> {
     let url = format!("{}{path}", api.base);
-    let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
+    let client = ferry_actors::xfer::http_client(api.tls.as_ref(), Duration::from_secs(60));
     let mut req = client.request(method, &url);
     if let Some(token) = &api.token {
         req = req.insert_header(("Authorization", format!("Bearer {token}")));
@@ -251,10 +256,15 @@ pub(crate) fn pretty(text: &str) -> String {
 }
 
 pub fn run(endpoint: &Endpoint, cmd: AdminCmd) -> anyhow::Result<()> {
+    let tls =
+        ferry_actors::tls::ClientTls::with_ca_files(endpoint.ca_file.iter().map(|p| p.as_path()).collect())
+            .map_err(|e| anyhow::anyhow!("--ca-file: {e}"))?;
+    let tls = Some(tls.verifying.clone());
     let api = Api {
         base: endpoint.endpoint.trim_end_matches('/').to_string(),
         token: endpoint.token.clone(),
         json: endpoint.json,
+        tls,
     };
     actix_rt::System::new().block_on(run_async(api, cmd))
 }

@@ -167,6 +167,12 @@ async fn serve(
     let queues = queue_ctx.address();
     let delivery = actix::Actor::start(DeliveryManager::new());
     let ca_file = config.tls_ca_file();
+    let xfer_ca_file = config.xfer_ca_file();
+    let xfer_tls = ferry_actors::tls::ClientTls::with_ca_files(
+        ca_file.iter().chain(xfer_ca_file.iter()).map(|p| p.as_path()).collect(),
+    )
+    .map(|t| t.verifying.clone())
+    .map_err(|e| Failure::Config(format!("tls.ca_file / xfer.ca_file: {e}")))?;
     let client_tls = ferry_actors::tls::ClientTls::new(ca_file.as_deref())
         .map(Arc::new)
         .map_err(|e| Failure::Config(format!("tls.ca_file: {e}")))?;
@@ -197,6 +203,7 @@ async fn serve(
             batch_bytes: config.xfer.batch_bytes.0 as usize,
             token: token.clone(),
             idle_timeout: config.xfer.idle_timeout.as_duration(),
+            tls: Some(xfer_tls),
         }),
         sweeps: Arc::default(),
     };
@@ -255,8 +262,16 @@ async fn serve(
         )
     })
     .workers(2)
-    .disable_signals()
-    .bind(config.http.listen)
+    .disable_signals();
+    let http = match config.http_tls_files() {
+        // HTTPS: the bearer token and xfer bodies never cross in clear.
+        Some((cert, key)) => {
+            let tls = ferry_actors::tls::server_config(Some((&cert, &key)), "localhost")
+                .map_err(|e| Failure::Config(format!("http.tls_certificate / http.tls_private_key: {e}")))?;
+            http.bind_rustls_0_23(config.http.listen, (*tls).clone())
+        }
+        None => http.bind(config.http.listen),
+    }
     .with_context(|| format!("cannot listen for HTTP on {} (http.listen)", config.http.listen))?;
     let http_addr = http.addrs().first().copied().context("http listener address")?;
     let http = http.run();

@@ -24,6 +24,20 @@ pub struct XferSettings {
     pub token: Option<String>,
     /// A target actor with nothing to do for this long is retired.
     pub idle_timeout: std::time::Duration,
+    /// Verifies https:// targets (system roots, `[tls] ca_file`, `[xfer] ca_file`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// An HTTP client for peers: https:// targets are verified with `tls`.
+pub fn http_client(
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+    timeout: std::time::Duration,
+) -> awc::Client {
+    let builder = awc::Client::builder().timeout(timeout).disable_redirects();
+    match tls {
+        Some(config) => builder.connector(awc::Connector::new().rustls_0_23(config.clone())).finish(),
+        None => builder.finish(),
+    }
 }
 
 impl Default for XferSettings {
@@ -34,6 +48,7 @@ impl Default for XferSettings {
             batch_bytes: 8 << 20,
             token: None,
             idle_timeout: std::time::Duration::from_secs(600),
+            tls: None,
         }
     }
 }

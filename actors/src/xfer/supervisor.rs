@@ -232,9 +232,7 @@ impl XferTarget {
             self.in_flight += 1;
             let client = self
                 .client
-                .get_or_insert_with(|| {
-                    awc::Client::builder().timeout(HTTP_TIMEOUT).disable_redirects().finish()
-                })
+                .get_or_insert_with(|| super::http_client(settings.tls.as_ref(), HTTP_TIMEOUT))
                 .clone();
             let peer = Peer {
                 services: self.services.clone(),
