@@ -115,6 +115,56 @@ pub struct SmtpConfig {
     pub tls_private_key: Option<PathBuf>,
     /// Refuse MAIL before a successful AUTH (a submission listener).
     pub auth_required: bool,
+    /// Text after the host name in the 220 greeting.
+    pub banner: String,
+    /// More listeners (`[[smtp.listeners]]`), each taking the settings above unless it sets its
+    /// own. With none, this table is the one listener.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// One SMTP listener of `[[smtp.listeners]]`: `listen` is required; every other key, when left
+/// out, is the `[smtp]` table's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    pub hostname: Option<String>,
+    pub banner: Option<String>,
+    pub relay_hosts: Option<Vec<Cidr>>,
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+    /// `"starttls"` (default) or `"implicit"` (TLS from the first byte, port 465).
+    #[serde(default)]
+    pub tls: ListenerTls,
+    pub auth_required: Option<bool>,
+    pub max_message_size: Option<ByteSize>,
+    pub max_recipients: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerTls {
+    #[default]
+    Starttls,
+    Implicit,
+}
+
+/// A listener with every setting resolved (file paths against the config file's directory).
+#[derive(Debug, Clone)]
+pub struct EffectiveListener {
+    pub listen: SocketAddr,
+    pub hostname: Option<String>,
+    pub banner: String,
+    pub relay_hosts: Vec<Cidr>,
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub tls: ListenerTls,
+    pub auth_required: bool,
+    pub max_message_size: ByteSize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
 }
 
 /// `[smtp] batch_handling` (KumoMTA's listener option of the same name and values).
@@ -159,6 +209,8 @@ impl Default for SmtpConfig {
             tls_certificate: None,
             tls_private_key: None,
             auth_required: false,
+            banner: "ESMTP Ferry".into(),
+            listeners: Vec::new(),
         }
     }
 }
@@ -390,6 +442,12 @@ impl Config {
             }
             _ => {}
         }
+        for (i, l) in self.smtp.listeners.iter().enumerate() {
+            if l.tls_certificate.is_some() != l.tls_private_key.is_some() {
+                let key = format!("smtp.listeners[{}].tls_certificate", i + 1);
+                return invalid(&key, "tls_certificate and tls_private_key go together".into());
+            }
+        }
         match (&self.smtp.tls_certificate, &self.smtp.tls_private_key) {
             (Some(_), None) => {
                 return invalid("smtp.tls_certificate", "needs smtp.tls_private_key too".into());
@@ -494,6 +552,46 @@ impl Config {
             ConfigSource::File(cfg) => cfg.parent().unwrap_or(Path::new(".")).join(file),
             ConfigSource::Embedded => file.to_path_buf(),
         }
+    }
+
+    /// The SMTP listeners to open: `[[smtp.listeners]]`, or the `[smtp]` table alone.
+    pub fn smtp_listeners(&self) -> Vec<EffectiveListener> {
+        let s = &self.smtp;
+        let base = EffectiveListener {
+            listen: s.listen,
+            hostname: s.hostname.clone(),
+            banner: s.banner.clone(),
+            relay_hosts: s.relay_hosts.clone(),
+            tls_files: self.smtp_tls_files(),
+            tls: ListenerTls::Starttls,
+            auth_required: s.auth_required,
+            max_message_size: s.max_message_size,
+            max_recipients: s.max_recipients,
+            max_connections: s.max_connections,
+            max_connections_per_ip: s.max_connections_per_ip,
+        };
+        if s.listeners.is_empty() {
+            return vec![base];
+        }
+        s.listeners
+            .iter()
+            .map(|l| EffectiveListener {
+                listen: l.listen,
+                hostname: l.hostname.clone().or_else(|| base.hostname.clone()),
+                banner: l.banner.clone().unwrap_or_else(|| base.banner.clone()),
+                relay_hosts: l.relay_hosts.clone().unwrap_or_else(|| base.relay_hosts.clone()),
+                tls_files: match (&l.tls_certificate, &l.tls_private_key) {
+                    (Some(c), Some(k)) => Some((self.resolve(c), self.resolve(k))),
+                    _ => base.tls_files.clone(),
+                },
+                tls: l.tls,
+                auth_required: l.auth_required.unwrap_or(base.auth_required),
+                max_message_size: l.max_message_size.unwrap_or(base.max_message_size),
+                max_recipients: l.max_recipients.unwrap_or(base.max_recipients),
+                max_connections: l.max_connections.unwrap_or(base.max_connections),
+                max_connections_per_ip: l.max_connections_per_ip.unwrap_or(base.max_connections_per_ip),
+            })
+            .collect()
     }
 
     /// `[tls] ca_file`, resolved against the config file's directory.

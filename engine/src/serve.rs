@@ -57,16 +57,6 @@ pub fn run(config: Config) -> ExitCode {
     }
 }
 
-/// STARTTLS for the listener: the configured certificate, else a self-signed one for `hostname`.
-fn smtp_tls(config: &Config, hostname: &str) -> Result<std::sync::Arc<rustls::ServerConfig>, Failure> {
-    let files = config.smtp_tls_files();
-    let paths = files.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
-    ferry_actors::tls::server_config(paths, hostname).map_err(|e| match files {
-        Some(_) => Failure::Config(format!("smtp.tls_certificate / smtp.tls_private_key: {e}")),
-        None => Failure::Runtime(anyhow::anyhow!("{e}")),
-    })
-}
-
 /// Each SMTP session, outbound connection and spool reader holds a descriptor, and
 /// `smtp.max_connections` alone defaults to 2,000: take the hard limit rather than the soft one
 /// (often 1,024), so the listener's own limits are the ones that bite.
@@ -224,29 +214,60 @@ async fn serve(
         batch_handling: config.smtp.batch_handling,
         queues: Some(queues.clone()),
     });
-    let tls = smtp_tls(&config, &hostname)?;
-    let settings = Arc::new(SessionSettings {
-        hostname,
-        max_message_size: config.smtp.max_message_size.0 as usize,
-        max_recipients: config.smtp.max_recipients,
-        idle_timeout: config.smtp.idle_timeout.0,
-        command_timeout: config.smtp.command_timeout.0,
-        data_timeout: config.smtp.data_timeout.0,
-        write_timeout: config.smtp.write_timeout.0,
-        relay_hosts: config.smtp.relay_hosts.clone(),
-        invalid_line_endings: config.smtp.invalid_line_endings,
-        tls: Some(tls),
-        auth_required: config.smtp.auth_required,
-    });
-    let limits = listener::Limits {
-        max_connections: config.smtp.max_connections,
-        max_connections_per_ip: config.smtp.max_connections_per_ip,
-    };
-
-    let smtp = tokio::net::TcpListener::bind(config.smtp.listen)
-        .await
-        .with_context(|| format!("cannot listen for SMTP on {} (smtp.listen)", config.smtp.listen))?;
-    let smtp_addr = smtp.local_addr().context("smtp listener address")?;
+    // One listener per `[[smtp.listeners]]` entry (or the `[smtp]` table alone), each with its
+    // own settings; those without certificate files share one self-signed certificate.
+    let mut smtp_listeners = Vec::new();
+    let mut self_signed = None;
+    for (i, l) in config.smtp_listeners().into_iter().enumerate() {
+        let key = if config.smtp.listeners.is_empty() {
+            "smtp".to_string()
+        } else {
+            format!("smtp.listeners[{}]", i + 1)
+        };
+        let listener_host = l.hostname.clone().unwrap_or_else(|| hostname.clone());
+        let tls = match &l.tls_files {
+            Some((cert, key_file)) => {
+                ferry_actors::tls::server_config(Some((cert, key_file)), &listener_host).map_err(|e| {
+                    Failure::Config(format!("{key}.tls_certificate / {key}.tls_private_key: {e}"))
+                })?
+            }
+            None => match &self_signed {
+                Some(tls) => Arc::clone(tls),
+                None => {
+                    let tls = ferry_actors::tls::server_config(None, &hostname)
+                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+                    self_signed = Some(Arc::clone(&tls));
+                    tls
+                }
+            },
+        };
+        let settings = Arc::new(SessionSettings {
+            hostname: listener_host,
+            max_message_size: l.max_message_size.0 as usize,
+            max_recipients: l.max_recipients,
+            idle_timeout: config.smtp.idle_timeout.0,
+            command_timeout: config.smtp.command_timeout.0,
+            data_timeout: config.smtp.data_timeout.0,
+            write_timeout: config.smtp.write_timeout.0,
+            relay_hosts: l.relay_hosts.clone(),
+            invalid_line_endings: config.smtp.invalid_line_endings,
+            tls: Some(tls),
+            auth_required: l.auth_required,
+            banner: l.banner.clone(),
+            implicit_tls: l.tls == ferry_config::ListenerTls::Implicit,
+        });
+        let limits = listener::Limits {
+            max_connections: l.max_connections,
+            max_connections_per_ip: l.max_connections_per_ip,
+        };
+        let socket = tokio::net::TcpListener::bind(l.listen)
+            .await
+            .with_context(|| format!("cannot listen for SMTP on {} ({key}.listen)", l.listen))?;
+        smtp_listeners.push((socket, settings, limits));
+    }
+    let smtp_addrs: Vec<SocketAddr> =
+        smtp_listeners.iter().filter_map(|(socket, ..)| socket.local_addr().ok()).collect();
+    let smtp_addr = *smtp_addrs.first().context("no SMTP listener")?;
     let state = ferry_web::AppState {
         queues: queues.clone(),
         services: services.clone(),
@@ -280,24 +301,32 @@ async fn serve(
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let accept = actix_rt::spawn(listener::serve(
-        smtp,
-        limits,
-        settings,
-        reception.clone(),
-        workers.iter().map(|a| a.handle()).collect(),
-        shutdown_rx,
-        done_tx,
-    ));
+    let accepts: Vec<_> = smtp_listeners
+        .into_iter()
+        .map(|(socket, settings, limits)| {
+            actix_rt::spawn(listener::serve(
+                socket,
+                limits,
+                settings,
+                reception.clone(),
+                workers.iter().map(|a| a.handle()).collect(),
+                shutdown_rx.clone(),
+                done_tx.clone(),
+            ))
+        })
+        .collect();
+    drop(done_tx);
 
     spawn_heap_trimmer();
-    write_listeners(&listeners_file, smtp_addr, http_addr, &node)?;
+    write_listeners(&listeners_file, &smtp_addrs, http_addr, &node)?;
     tracing::info!(smtp = %smtp_addr, http = %http_addr, nodeid = %node, "ferry ready");
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; finishing sessions");
     let _ = shutdown_tx.send(true);
-    let _ = accept.await;
+    for accept in accepts {
+        let _ = accept.await;
+    }
     let grace = config.smtp.shutdown_grace.0;
     if tokio::time::timeout(grace, done_rx.recv()).await.is_err() {
         tracing::warn!("SMTP sessions still open after {grace:?} (smtp.shutdown_grace); closing them");
@@ -351,11 +380,12 @@ fn spawn_heap_trimmer() {
 
 fn write_listeners(
     path: &std::path::Path,
-    smtp: SocketAddr,
+    smtp: &[SocketAddr],
     http: SocketAddr,
     node: &uuid::Uuid,
 ) -> anyhow::Result<()> {
-    let body = serde_json::json!({"smtp": smtp.to_string(), "http": http.to_string(), "nodeid": node.hyphenated().to_string()});
+    let all: Vec<String> = smtp.iter().map(SocketAddr::to_string).collect();
+    let body = serde_json::json!({"smtp": all[0], "smtp_listeners": all, "http": http.to_string(), "nodeid": node.hyphenated().to_string()});
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, body.to_string())
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -264,10 +264,18 @@ impl Drop for FerryNode {
 /// Append `extra` to `base`, merging keys into sections both define (TOML forbids a section twice).
 fn merge_sections(base: &str, extra: &str) -> String {
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    let mut arrays = 0;
     for text in [base, extra] {
         let mut current = String::new();
         for line in text.lines() {
             let t = line.trim();
+            // `[[x]]` starts a new element of an array of tables each time: never merged.
+            if t.starts_with("[[") {
+                arrays += 1;
+                current = format!("{t}#{arrays}");
+                sections.push((current.clone(), Vec::new()));
+                continue;
+            }
             if t.starts_with('[') {
                 current = t.to_string();
                 continue;
@@ -287,7 +295,7 @@ fn merge_sections(base: &str, extra: &str) -> String {
     }
     sections
         .into_iter()
-        .map(|(s, lines)| format!("{s}\n{}\n", lines.join("\n")))
+        .map(|(s, lines)| format!("{}\n{}\n", s.split('#').next().unwrap_or(&s), lines.join("\n")))
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -41,6 +41,10 @@ pub struct SessionSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// `auth_required`: MAIL before a successful AUTH gets 530.
     pub auth_required: bool,
+    /// Text after the host name in the 220 greeting.
+    pub banner: String,
+    /// TLS from the first byte (port 465), with `tls`; STARTTLS is then not offered.
+    pub implicit_tls: bool,
 }
 
 /// Protocol errors tolerated before the session is closed with 421.
@@ -146,7 +150,10 @@ impl Session {
     /// Run the session to its end. I/O errors just end it: nothing half-received is kept.
     pub async fn run(mut self) -> std::io::Result<()> {
         let hostname = self.settings.hostname.clone();
-        self.reply(&format!("220 {hostname} ESMTP Ferry"));
+        if self.settings.implicit_tls && !self.handshake().await? {
+            return Ok(());
+        }
+        self.reply(&format!("220 {hostname} {}", self.settings.banner));
         self.flush().await?;
         let mut lines = LineReader::default();
         // When the command line being read must be complete; set when we start waiting for one.
@@ -413,13 +420,27 @@ impl Session {
             self.reply("503 5.5.1 TLS is already active");
             return Ok(self.protocol_error());
         }
-        let Some(config) = self.settings.tls.clone() else {
+        if self.settings.tls.is_none() {
             self.reply("502 5.5.1 STARTTLS is not available");
             return Ok(true);
-        };
+        }
         self.reply("220 2.0.0 Ready to start TLS");
         self.flush().await?;
         self.buf.clear();
+        let upgraded = self.handshake().await?;
+        if upgraded {
+            self.greeted = false;
+            self.conn.ehlo.clear();
+            self.conn.auth = None;
+            self.tx = Transaction::default();
+        }
+        Ok(upgraded)
+    }
+
+    /// The TLS handshake on the plain stream (after STARTTLS's 220, or first thing on an
+    /// implicit-TLS listener); false: it failed and the session is over.
+    async fn handshake(&mut self) -> std::io::Result<bool> {
+        let Some(config) = self.settings.tls.clone() else { return Ok(false) };
         let SessionStream::Plain(plain) = std::mem::replace(&mut self.stream, SessionStream::Upgrading)
         else {
             return Ok(false);
@@ -429,10 +450,6 @@ impl Session {
             Ok(Ok(tls)) => {
                 self.conn.tls = Some(TlsInfo::of(tls.get_ref().1));
                 self.stream = SessionStream::Tls(Box::new(tls));
-                self.greeted = false;
-                self.conn.ehlo.clear();
-                self.conn.auth = None;
-                self.tx = Transaction::default();
                 Ok(true)
             }
             Ok(Err(e)) => {
