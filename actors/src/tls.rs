@@ -31,6 +31,9 @@ pub struct TlsInfo {
     pub protocol_version: String,
     /// `TLS13_AES_256_GCM_SHA384`, …
     pub cipher: String,
+    /// The peer certificate's subject as `SN=value` parts (`["C=US", "CN=mx.example.com"]`),
+    /// KumoMTA's `tls_peer_subject_name`; empty when the peer sent none (a client, usually).
+    pub peer_subject_name: Vec<String>,
 }
 
 impl TlsInfo {
@@ -38,8 +41,37 @@ impl TlsInfo {
         TlsInfo {
             protocol_version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
             cipher: conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default(),
+            peer_subject_name: conn
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .map(|leaf| subject_name(leaf.as_ref()))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// A DER certificate's subject as `SN=value` strings, in order.
+pub fn subject_name(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(der) else { return Vec::new() };
+    let registry = x509_parser::objects::oid_registry();
+    cert.subject()
+        .iter_attributes()
+        .filter_map(|attr| {
+            let name = x509_parser::objects::oid2sn(attr.attr_type(), registry).ok()?;
+            // OpenSSL's short names, as KumoMTA logs them.
+            let name = match name {
+                "commonName" => "CN",
+                "countryName" => "C",
+                "stateOrProvinceName" => "ST",
+                "localityName" => "L",
+                "organizationName" => "O",
+                "organizationalUnitName" => "OU",
+                other => other,
+            };
+            Some(format!("{name}={}", attr.as_str().ok()?))
+        })
+        .collect()
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

@@ -68,6 +68,11 @@ fn required_tls_to_a_trusted_peer_is_recorded_on_both_sides() {
     let delivery = outcome(&a, &send(&a), "Delivery");
     assert_eq!(delivery["tls_protocol_version"], "TLSv1_3", "{delivery}");
     assert!(delivery["tls_cipher"].as_str().unwrap().starts_with("TLS13_"), "{delivery}");
+    assert_eq!(
+        delivery["tls_peer_subject_name"],
+        serde_json::json!(["CN=rcgen self signed cert"]),
+        "{delivery}"
+    );
     let reception = r.node.wait_records("Reception", 1).remove(0);
     assert_eq!(reception["tls_protocol_version"], "TLSv1_3", "{reception}");
 }

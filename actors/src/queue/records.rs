@@ -54,6 +54,9 @@ impl Records<'_> {
         if let Some(tls) = &attempt.tls {
             r.tls_protocol_version = Some(tls.protocol_version.clone());
             r.tls_cipher = Some(tls.cipher.clone());
+            if !tls.peer_subject_name.is_empty() {
+                r.tls_peer_subject_name = Some(serde_json::json!(tls.peer_subject_name));
+            }
         }
         match &attempt.egress {
             Some(e) => {
