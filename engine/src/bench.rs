@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -38,6 +38,10 @@ pub struct BenchArgs {
     /// Print the number sent and the latency percentiles of each window of this many seconds.
     #[arg(long, default_value_t = 0)]
     report_every: u64,
+    /// STARTTLS on every connection after EHLO (the server's certificate is not checked: this
+    /// measures the cost of TLS, not a trust setup).
+    #[arg(long)]
+    starttls: bool,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -63,10 +67,10 @@ pub(crate) fn body(size: usize, headers: &[String]) -> Vec<u8> {
     b
 }
 
-async fn reply(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-    line: &mut String,
-) -> anyhow::Result<u16> {
+type Reader = BufReader<Box<dyn AsyncRead + Unpin + Send>>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+async fn reply<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, line: &mut String) -> anyhow::Result<u16> {
     loop {
         line.clear();
         if reader.read_line(line).await? == 0 {
@@ -76,6 +80,24 @@ async fn reply(
             return line.get(..3).and_then(|c| c.parse().ok()).context("malformed reply");
         }
     }
+}
+
+/// STARTTLS, the handshake (any certificate), and EHLO again over TLS.
+async fn start_tls(mut stream: BufReader<TcpStream>, line: &mut String) -> anyhow::Result<(Reader, Writer)> {
+    stream.get_mut().write_all(b"STARTTLS\r\n").await?;
+    if reply(&mut stream, line).await? != 220 {
+        bail!("STARTTLS refused: {line}");
+    }
+    let tls = ferry_actors::tls::ClientTls::new(None)?;
+    let connector = tokio_rustls::TlsConnector::from(tls.insecure.clone());
+    let name = rustls::pki_types::ServerName::try_from("bench.ferry.test")?;
+    let tls_stream = connector.connect(name, stream.into_inner()).await.context("TLS handshake")?;
+    let (tr, tw) = tokio::io::split(tls_stream);
+    let mut r: Reader = BufReader::new(Box::new(tr));
+    let mut w: Writer = Box::new(tw);
+    w.write_all(b"EHLO bench.ferry.test\r\n").await?;
+    reply(&mut r, line).await?;
+    Ok((r, w))
 }
 
 /// Shared by the connections: the pacing clock and the current reporting window.
@@ -94,12 +116,17 @@ async fn connection(
     let stream =
         TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
     stream.set_nodelay(true)?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
+    let mut stream = BufReader::new(stream);
     let mut line = String::new();
-    reply(&mut r, &mut line).await?;
-    w.write_all(b"EHLO bench.ferry.test\r\n").await?;
-    reply(&mut r, &mut line).await?;
+    reply(&mut stream, &mut line).await?;
+    stream.get_mut().write_all(b"EHLO bench.ferry.test\r\n").await?;
+    reply(&mut stream, &mut line).await?;
+    let (mut r, mut w) = if args.starttls {
+        start_tls(stream, &mut line).await?
+    } else {
+        let (r, w) = stream.into_inner().into_split();
+        (BufReader::new(Box::new(r) as Box<dyn AsyncRead + Unpin + Send>), Box::new(w) as Writer)
+    };
     let mut latencies = Vec::new();
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
