@@ -8,6 +8,7 @@ pub mod node;
 pub mod peer;
 pub mod sink;
 pub mod smtp;
+pub mod tls;
 pub mod wait;
 
 pub use node::FerryNode;

@@ -2,29 +2,14 @@
 //! bearer token and the moved messages never cross in clear, and the CLI talks to an HTTPS node.
 
 use ferry_integration_tests::smtp::queued_id;
+use ferry_integration_tests::tls::test_cert;
 use ferry_integration_tests::{FerryNode, RawSmtp};
 
 const TOKEN: &str = "0123456789abcdef-https-test";
 
-struct Tls {
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-/// A certificate for 127.0.0.1 (an IP SAN), written as PEM files.
-fn tls() -> Tls {
-    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-    Tls { cert, key, _dir: dir }
-}
-
 #[test]
 fn xfer_to_an_https_peer_and_the_cli_over_https() {
-    let t = tls();
+    let t = test_cert(&["127.0.0.1"]);
     // B: HTTPS only, and nobody trusted by address: the token is required.
     let b = FerryNode::start(
         &format!(

@@ -6,30 +6,26 @@
 
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::smtp::queued_id;
+use ferry_integration_tests::tls::{TestCert, test_cert};
 use ferry_integration_tests::{FerryNode, RawSmtp};
 use serde_json::Value;
 
 struct Receiver {
     node: FerryNode,
-    cert: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    tls: TestCert,
 }
 
 /// A Ferry node that accepts anything over STARTTLS with a certificate for `ferry.test` and
 /// discards it (the `null` queue), so its Reception records are the oracle.
 fn receiver() -> Receiver {
-    let made = rcgen::generate_simple_self_signed(vec!["ferry.test".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let tls = test_cert(&["ferry.test"]);
     let extra = format!(
         "[smtp]\ntls_certificate = \"{}\"\ntls_private_key = \"{}\"\n",
-        cert.display(),
-        key.display()
+        tls.cert.display(),
+        tls.key.display()
     );
     let policy = "kumo.on('smtp_server_message_received', function(msg) msg:set_meta('queue', 'null') end)";
-    Receiver { node: FerryNode::start(&extra, Some(policy)), cert, _dir: dir }
+    Receiver { node: FerryNode::start(&extra, Some(policy)), tls }
 }
 
 /// A sending node whose mail goes to `mx` (`{ name = ..., addr = ... }` or a string) with `path`.
@@ -64,7 +60,7 @@ fn outcome(node: &FerryNode, id: &str, kind: &str) -> Value {
 #[test]
 fn required_tls_to_a_trusted_peer_is_recorded_on_both_sides() {
     let r = receiver();
-    let a = sender(&to(&r), "enable_tls = 'Required'", Some(&r.cert));
+    let a = sender(&to(&r), "enable_tls = 'Required'", Some(&r.tls.cert));
     let delivery = outcome(&a, &send(&a), "Delivery");
     assert_eq!(delivery["tls_protocol_version"], "TLSv1_3", "{delivery}");
     assert!(delivery["tls_cipher"].as_str().unwrap().starts_with("TLS13_"), "{delivery}");

@@ -9,62 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_integration_tests::sink::SmtpSink;
+use ferry_integration_tests::tls::{any_cert_client, client_trusting, test_cert};
 use ferry_integration_tests::{FerryNode, wait_until};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned,
-};
-
-/// Accepts any certificate: for the self-signed default, whose key the test cannot know.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn any_cert_client() -> Arc<ClientConfig> {
-    let config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-        .with_no_client_auth();
-    Arc::new(config)
-}
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// Read one reply (all its lines) from `r`.
 fn reply(r: &mut impl BufRead) -> String {
@@ -137,25 +85,14 @@ fn starttls_is_offered_with_a_self_signed_certificate_and_recorded() {
 
 #[test]
 fn a_configured_certificate_is_served_and_verifies() {
-    let made = rcgen::generate_simple_self_signed(vec!["ferry.test".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let t = test_cert(&["ferry.test"]);
     let extra = format!(
         "[smtp]\ntls_certificate = \"{}\"\ntls_private_key = \"{}\"\n",
-        cert.display(),
-        key.display()
+        t.cert.display(),
+        t.key.display()
     );
     let node = FerryNode::start(&extra, None);
-    let mut roots = RootCertStore::empty();
-    roots.add(made.cert.der().clone()).unwrap();
-    let verifying = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let mut s = upgrade(&node, Arc::new(verifying), "ferry.test", "");
+    let mut s = upgrade(&node, client_trusting(&t), "ferry.test", "");
     assert!(
         cmd(&mut s, "EHLO client.test").starts_with("250-"),
         "verified against the configured certificate"
