@@ -153,9 +153,10 @@ impl Peer {
                     r.site = self.site.clone();
                     r.response = Response::new(250, None, format!("new id is {new_id}"));
                     r.delivery_protocol = Some("xfer".into());
-                    services.logger.log(&r);
+                    // Counted before the record is written: whoever sees the XferOut sees it counted.
                     services.sweeps.transferred(&msg.id);
                     self.stats.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    services.logger.log(&r);
                     transferred.push(msg);
                 }
                 Err(text) => {
