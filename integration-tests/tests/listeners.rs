@@ -81,3 +81,22 @@ tls = "implicit"
     }
     assert!(ehlo.starts_with("250-") && !ehlo.contains("STARTTLS"), "already encrypted: {ehlo}");
 }
+
+/// A client that connects to an implicit-TLS listener and never starts the handshake holds its
+/// slot only until `command_timeout`.
+#[test]
+fn a_silent_client_on_an_implicit_tls_listener_is_dropped_at_the_deadline() {
+    let node = FerryNode::start(
+        "[smtp]\ncommand_timeout = \"1s\"\nidle_timeout = \"60s\"\n\n[[smtp.listeners]]\nlisten = \"127.0.0.1:0\"\ntls = \"implicit\"\n",
+        None,
+    );
+    let addr = listeners(&node)[0];
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut silent, &mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "nothing is sent before the handshake, then the connection closes");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(10), "closed after {took:?}");
+}

@@ -234,14 +234,10 @@ fn dns_error(name: &str, e: &NetError) -> ResolveError {
     ResolveError::Dns { name: name.to_string(), reason: e.to_string() }
 }
 
-/// Expand `mx_list` entries, in order, into targets (SPEC §7.1). Host entries get an A/AAAA lookup (port
-/// default 25); literal and pre-resolved entries need no DNS.
-pub async fn resolve_mx_list(resolver: &Resolver, entries: &[MxEntry]) -> Result<Vec<Target>, ResolveError> {
-    resolve_mx_list_on(resolver, entries, SMTP_PORT).await
-}
-
-/// [`resolve_mx_list`] with `port` for entries that name none (an egress path's `smtp_port`).
-pub async fn resolve_mx_list_on(
+/// Expand `mx_list` entries, in order, into targets (SPEC §7.1). Host entries get an A/AAAA lookup;
+/// literal and pre-resolved entries need no DNS. Entries that name no port get `port_default` (an
+/// egress path's `smtp_port`, 25 by default).
+pub async fn resolve_mx_list(
     resolver: &Resolver,
     entries: &[MxEntry],
     port_default: u16,
@@ -265,15 +261,11 @@ pub async fn resolve_mx_list_on(
     finish(targets, first_err)
 }
 
-/// No `mx_list`: MX lookup of `domain` (SPEC §7.1). A `:port` suffix overrides 25; `[ip]` needs no DNS.
+/// No `mx_list`: MX lookup of `domain` (SPEC §7.1). A `:port` suffix overrides `port_default`; `[ip]` needs no DNS.
 /// MX hosts are tried in preference order (DNS order among equals); a single `.` MX is a null MX (RFC
 /// 7505); no MX records at all means the implicit MX, the domain's own A/AAAA (RFC 5321 §5.1).
-pub async fn resolve_domain(resolver: &Resolver, domain: &str) -> Result<Vec<Target>, ResolveError> {
-    resolve_domain_on(resolver, domain, SMTP_PORT).await
-}
-
-/// [`resolve_domain`] with `port_default` instead of 25 (an egress path's `smtp_port`).
-pub async fn resolve_domain_on(
+/// `port_default` is used unless the domain names a port (an egress path's `smtp_port`).
+pub async fn resolve_domain(
     resolver: &Resolver,
     domain: &str,
     port_default: u16,
@@ -282,7 +274,7 @@ pub async fn resolve_domain_on(
     let d = domain.trim();
     if d.starts_with('[') {
         return match parse_mx_entry(d).map_err(bad)? {
-            entry @ MxEntry::Literal { .. } => resolve_mx_list_on(resolver, &[entry], port_default).await,
+            entry @ MxEntry::Literal { .. } => resolve_mx_list(resolver, &[entry], port_default).await,
             _ => Err(bad("not an address literal".to_string())),
         };
     }
@@ -407,7 +399,7 @@ mod tests {
         ];
         let t = |name: &str, addr: &str| Target { name: name.into(), addr: addr.parse().unwrap() };
         assert_eq!(
-            resolve_mx_list(&offline(), &entries).await,
+            resolve_mx_list(&offline(), &entries, SMTP_PORT).await,
             Ok(vec![
                 t("[127.0.0.1]", "127.0.0.1:25"),
                 t("smarthost", "127.0.0.2:2525"),
@@ -415,7 +407,7 @@ mod tests {
                 t("127.0.0.3", "127.0.0.3:26"),
             ])
         );
-        assert_eq!(resolve_mx_list(&offline(), &[]).await, Err(ResolveError::NoHosts));
+        assert_eq!(resolve_mx_list(&offline(), &[], SMTP_PORT).await, Err(ResolveError::NoHosts));
     }
 
     #[tokio::test]
@@ -427,10 +419,10 @@ mod tests {
     async fn domain_literal_with_port_needs_no_dns() {
         let r = offline();
         let want = Target { name: "[127.0.0.1]".into(), addr: "127.0.0.1:2525".parse().unwrap() };
-        assert_eq!(resolve_domain(&r, "[127.0.0.1]:2525").await, Ok(vec![want]));
+        assert_eq!(resolve_domain(&r, "[127.0.0.1]:2525", SMTP_PORT).await, Ok(vec![want]));
         let want6 = Target { name: "[IPv6:::1]".into(), addr: "[::1]:25".parse().unwrap() };
-        assert_eq!(resolve_domain(&r, "[IPv6:::1]").await, Ok(vec![want6]));
-        let err = resolve_domain(&r, "example.com:notaport").await.unwrap_err();
+        assert_eq!(resolve_domain(&r, "[IPv6:::1]", SMTP_PORT).await, Ok(vec![want6]));
+        let err = resolve_domain(&r, "example.com:notaport", SMTP_PORT).await.unwrap_err();
         assert_eq!(err.to_string(), "failed to resolve example.com:notaport: bad port \"notaport\"");
     }
 }

@@ -56,9 +56,9 @@ async fn targets(services: &Services, kind: &SiteKind, port: u16) -> Result<Vec<
                     }
                 }
             }
-            mx::resolve_mx_list_on(&services.resolver, &entries, port).await
+            mx::resolve_mx_list(&services.resolver, &entries, port).await
         }
-        SiteKind::Mx(domain) => mx::resolve_domain_on(&services.resolver, domain, port).await,
+        SiteKind::Mx(domain) => mx::resolve_domain(&services.resolver, domain, port).await,
         SiteKind::Lua { .. } => unreachable!("custom_lua sites have their own connection"),
     };
     resolved.map_err(|e| match e {

@@ -74,8 +74,10 @@ impl EgressPools {
         now: Instant,
         suspended: impl Fn(&str) -> Option<String>,
     ) -> Chosen {
-        let name = item.config.egress_pool.clone();
-        let ready = match self.pools.get_mut(&name) {
+        // Per message: look up by reference; a name is copied only to start a lookup or explain.
+        let config = item.config.clone();
+        let name = config.egress_pool.as_str();
+        let ready = match self.pools.get_mut(name) {
             Some(Slot::Ready(p)) if p.expires > now => p.clone(),
             Some(Slot::Resolving(held)) => {
                 held.push(item);
@@ -86,15 +88,16 @@ impl EgressPools {
                 return Chosen::Failed(item, why);
             }
             _ => {
-                self.pools.insert(name.clone(), Slot::Resolving(vec![item]));
-                return Chosen::Held(Some(name));
+                self.pools.insert(name.to_string(), Slot::Resolving(vec![item]));
+                return Chosen::Held(Some(name.to_string()));
             }
         };
-        let rotation = self.rotations.entry(item.queue.clone()).or_insert_with(|| Rotation {
-            pool: ready.clone(),
-            wrr: WeightedRoundRobin::new(&ready.pool),
-            used: now,
-        });
+        if !self.rotations.contains_key(&item.queue) {
+            let fresh =
+                Rotation { pool: ready.clone(), wrr: WeightedRoundRobin::new(&ready.pool), used: now };
+            self.rotations.insert(item.queue.clone(), fresh);
+        }
+        let rotation = self.rotations.get_mut(&item.queue).expect("inserted above");
         // A refreshed definition (or another pool for this queue) starts a fresh rotation.
         if !Arc::ptr_eq(&rotation.pool, &ready) {
             *rotation =

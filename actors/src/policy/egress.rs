@@ -24,31 +24,23 @@ pub struct LuaEgressPath(pub EgressPathConfig);
 impl UserData for LuaEgressPath {}
 
 pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
+    maker(lua, kumo_table, "make_egress_source", |json| EgressSource::from_json(json).map(LuaEgressSource))?;
+    maker(lua, kumo_table, "make_egress_pool", |json| EgressPool::from_json(json).map(LuaEgressPool))?;
+    maker(lua, kumo_table, "make_egress_path", |json| EgressPathConfig::from_json(json).map(LuaEgressPath))
+}
+
+/// `kumo.<name>{...}`: the table validated into `T`; an error names the key and the Lua line.
+fn maker<T: UserData + mlua::MaybeSend + 'static>(
+    lua: &Lua,
+    kumo_table: &mlua::Table,
+    name: &'static str,
+    build: fn(&serde_json::Value) -> Result<T, String>,
+) -> mlua::Result<()> {
     kumo_table.set(
-        "make_egress_source",
-        lua.create_function(|lua, params: Value| {
+        name,
+        lua.create_function(move |lua, params: Value| {
             let json = lua_to_json(lua, params)?;
-            EgressSource::from_json(&json)
-                .map(LuaEgressSource)
-                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_source: {e}")))
-        })?,
-    )?;
-    kumo_table.set(
-        "make_egress_pool",
-        lua.create_function(|lua, params: Value| {
-            let json = lua_to_json(lua, params)?;
-            EgressPool::from_json(&json)
-                .map(LuaEgressPool)
-                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_pool: {e}")))
-        })?,
-    )?;
-    kumo_table.set(
-        "make_egress_path",
-        lua.create_function(|lua, params: Value| {
-            let json = lua_to_json(lua, params)?;
-            EgressPathConfig::from_json(&json)
-                .map(LuaEgressPath)
-                .map_err(|e| kumo::runtime_error(lua, format!("make_egress_path: {e}")))
+            build(&json).map_err(|e| kumo::runtime_error(lua, format!("{name}: {e}")))
         })?,
     )
 }
