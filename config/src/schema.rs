@@ -245,11 +245,19 @@ impl Default for HttpConfig {
 }
 
 /// `[tls]`: what outbound TLS trusts.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificates trusted besides the system's roots (a private CA), relative to the config file.
     pub ca_file: Option<PathBuf>,
+    /// The port MTA-STS policies are fetched from (RFC 8461: 443). Only tests and labs move it.
+    pub mta_sts_policy_port: u16,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self { ca_file: None, mta_sts_policy_port: 443 }
+    }
 }
 
 /// `[xfer]`: moving queued mail to peer nodes (SPEC §4).
@@ -459,6 +467,9 @@ impl Config {
         }
         if self.smtp.max_connections == 0 {
             return invalid("smtp.max_connections", "must be at least 1".into());
+        }
+        if self.tls.mta_sts_policy_port == 0 {
+            return invalid("tls.mta_sts_policy_port", "must be a port number (443 unless testing)".into());
         }
         if self.smtp.max_connections_per_ip == 0 {
             return invalid("smtp.max_connections_per_ip", "must be at least 1".into());

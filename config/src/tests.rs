@@ -108,6 +108,9 @@ fn semantic_validation_names_key_and_line() {
     let p = located("[node]\nid = \"not-a-uuid\"\n");
     assert_eq!(p.key, "node.id");
     assert!(p.rendered.contains("invalid node id"));
+    let p = located("[tls]\nmta_sts_policy_port = 0\n");
+    assert_eq!((p.key.as_str(), p.line), ("tls.mta_sts_policy_port", Some(2)));
+    assert_eq!(parse("").unwrap().tls.mta_sts_policy_port, 443);
 }
 
 #[test]

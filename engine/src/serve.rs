@@ -14,6 +14,7 @@ use actix_web::{App, HttpServer};
 use anyhow::Context;
 use ferry_actors::delivery::mx::Resolver;
 use ferry_actors::delivery::{AttachDelivery, DeliveryManager, QuiesceDelivery};
+use ferry_actors::egress::mta_sts::{HttpsPolicySource, MtaStsCache};
 use ferry_actors::logging::{Compression, LogWriterHandle, Logger, SegmentConfig};
 use ferry_actors::model::MessageIdGenerator;
 use ferry_actors::model::admin::Suspensions;
@@ -167,6 +168,11 @@ async fn serve(
         .map(Arc::new)
         .map_err(|e| Failure::Config(format!("tls.ca_file: {e}")))?;
     let xfer = actix::Actor::start(ferry_actors::xfer::XferSupervisor::default());
+    let resolver = Arc::new(if config.dns.servers.is_empty() {
+        Resolver::from_system()
+    } else {
+        Resolver::with_servers(&config.dns.servers)
+    });
     let services = Services {
         spool,
         writer: spool_writer.clone(),
@@ -178,12 +184,16 @@ async fn serve(
         queues: queues.clone(),
         delivery: delivery.clone(),
         xfer: xfer.clone(),
-        settings: Arc::new(DeliverySettings { ehlo_name: hostname.clone(), client_tls: Some(client_tls) }),
-        resolver: Arc::new(if config.dns.servers.is_empty() {
-            Resolver::from_system()
-        } else {
-            Resolver::with_servers(&config.dns.servers)
+        settings: Arc::new(DeliverySettings {
+            ehlo_name: hostname.clone(),
+            client_tls: Some(client_tls.clone()),
         }),
+        resolver: resolver.clone(),
+        mta_sts: Arc::new(MtaStsCache::new(HttpsPolicySource {
+            resolver,
+            tls: client_tls.verifying.clone(),
+            port: config.tls.mta_sts_policy_port,
+        })),
         workers: Arc::new(workers.iter().map(|a| a.handle()).collect()),
         node_id: node,
         node_field: MessageIdGenerator::new(&node).node_field(),

@@ -203,21 +203,22 @@ impl FerryNode {
         r
     }
 
-    /// Wait until the record types for `id` are exactly `kinds` (in order); returns the records.
     /// The running `ferry serve` process's pid.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("node is running").id()
     }
 
+    /// Wait until the record types for `id` are exactly `kinds` (in order); returns the records.
     pub fn wait_sequence(&self, id: &str, kinds: &[&str]) -> Vec<Value> {
-        let mut last = Vec::new();
+        let (mut last, mut responses) = (Vec::new(), Vec::new());
         let found = crate::wait::try_wait_until(Duration::from_secs(30), || {
             let r = self.records_for(id);
             last = r.iter().map(|r| r["type"].as_str().unwrap_or("").to_string()).collect();
+            responses = r.iter().map(|r| r["response"]["content"].to_string()).collect();
             (last == kinds).then_some(r)
         });
         found.unwrap_or_else(|| {
-            panic!("records for {id}: expected {kinds:?}, last saw {last:?}\n{}", self.stderr())
+            panic!("records for {id}: expected {kinds:?}, last saw {last:?} {responses:?}\n{}", self.stderr())
         })
     }
 

@@ -14,6 +14,7 @@ pub struct TestCert {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub der: CertificateDer<'static>,
+    key_der: Vec<u8>,
     _dir: tempfile::TempDir,
 }
 
@@ -24,7 +25,19 @@ pub fn test_cert(names: &[&str]) -> TestCert {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, made.cert.pem()).expect("write cert");
     std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
-    TestCert { cert, key, der: made.cert.der().clone(), _dir: dir }
+    TestCert { cert, key, der: made.cert.der().clone(), key_der: made.signing_key.serialize_der(), _dir: dir }
+}
+
+/// A server config presenting `cert` (for test HTTPS servers).
+pub fn server_presenting(cert: &TestCert) -> Arc<rustls::ServerConfig> {
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(cert.key_der.clone());
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der.clone()], key.into())
+        .expect("server certificate");
+    Arc::new(config)
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

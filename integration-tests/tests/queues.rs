@@ -408,7 +408,7 @@ end)
 
 #[test]
 fn an_nxdomain_destination_follows_the_normal_retry_schedule() {
-    let dns = ferry_integration_tests::dns::NxDomainDns::start();
+    let dns = ferry_integration_tests::dns::DnsStub::start();
     let policy =
         "kumo.on('get_queue_config', function() return kumo.make_queue_config { retry_interval = '1s' } end)";
     let node = FerryNode::start(&format!("[dns]\nservers = [\"{}\"]\n", dns.addr()), Some(policy));

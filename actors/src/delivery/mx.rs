@@ -192,7 +192,7 @@ impl Resolver {
     }
 
     /// A/AAAA of `host` (absolute: MTAs must not apply resolv.conf search domains). `Ok(empty)` = no records.
-    async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+    pub(crate) async fn addresses(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
         let name = host.trim_end_matches('.');
         if let Ok(ip) = name.parse::<IpAddr>() {
             return Ok(vec![Target { name: name.to_string(), addr: SocketAddr::new(ip, port) }]);
@@ -201,6 +201,25 @@ impl Resolver {
             Ok(ips) => Ok(ips
                 .iter()
                 .map(|ip| Target { name: name.to_string(), addr: SocketAddr::new(ip, port) })
+                .collect()),
+            Err(e) if e.is_no_records_found() => Ok(Vec::new()),
+            Err(e) => Err(dns_error(name, &e)),
+        }
+    }
+
+    /// The TXT records of `name`, each record's strings joined (RFC 7208 §3.3 style). `Ok(empty)` = none.
+    pub(crate) async fn txt(&self, name: &str) -> Result<Vec<String>, ResolveError> {
+        let name = name.trim_end_matches('.');
+        match self.get(name)?.txt_lookup(format!("{name}.")).await {
+            Ok(lookup) => Ok(lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(txt) => {
+                        Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect())
+                    }
+                    _ => None,
+                })
                 .collect()),
             Err(e) if e.is_no_records_found() => Ok(Vec::new()),
             Err(e) => Err(dns_error(name, &e)),

@@ -14,6 +14,7 @@ use crate::metrics::ReadyQueueStats;
 use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
 use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::mta_sts::Mode;
 use crate::model::queue_config::MxListEntry;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, Response};
@@ -97,9 +98,26 @@ async fn connect(
         permanent: false,
         ctx: logged(),
     };
-    // Hosts found in DNS get the default prohibited list; an address literal or an mx_list is
-    // routing someone chose on purpose.
+    // Hosts found in DNS get the default prohibited list and MTA-STS; an address literal or an
+    // mx_list is routing someone chose on purpose.
     let from_dns = matches!(kind, SiteKind::Mx(d) if !d.trim_start().starts_with('['));
+    let mut enable_tls = path.enable_tls;
+    if let (true, true, SiteKind::Mx(domain)) = (from_dns, path.enable_mta_sts, kind) {
+        let domain = domain.split(':').next().unwrap_or(domain);
+        if let Some(policy) = services.mta_sts.policy(domain).await {
+            enable_tls = policy.effective_tls(path.enable_tls);
+            if policy.mode == Mode::Enforce {
+                let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+                targets.retain(|t| policy.allows_mx(&t.name));
+                if targets.is_empty() {
+                    return Err(failure(format!(
+                        "MTA-STS policy of {domain} (mode enforce) allows none of its MX hosts ({})",
+                        dedup(names).join(", ")
+                    )));
+                }
+            }
+        }
+    }
     let prohibited = path.prohibited_for(from_dns);
     if let Some(t) = targets.iter().find(|t| any_contains(&prohibited, t.addr.ip())) {
         return Err(failure(format!(
@@ -112,7 +130,8 @@ async fn connect(
     if targets.is_empty() {
         return Err(failure("MX consisted solely of hosts on the skip_hosts list".into()));
     }
-    let settings = client_settings(services, source, path);
+    let mut settings = client_settings(services, source, path);
+    settings.tls.mode = enable_tls;
     let mut last = String::from("no hosts");
     for target in &targets {
         match SmtpClient::connect(target, &settings).await {
@@ -124,6 +143,13 @@ async fn connect(
         }
     }
     Err(ConnectFailure { response: internal_error(last), permanent: false, ctx: logged() })
+}
+
+/// Names in first-seen order, each once (an MX host with several addresses appears once).
+fn dedup(mut names: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
 }
 
 /// The path's `ehlo_domain` wins over the source's, which wins over the node's name.

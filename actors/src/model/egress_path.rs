@@ -42,8 +42,10 @@ pub struct EgressPathConfig {
     pub smtp_port: u16,
     /// Destinations never to connect to (mail loops). None: the built-in default, which applies
     /// to MX hosts found in DNS only (see [`EgressPathConfig::prohibited_for`]).
+    #[serde(deserialize_with = "some_list")]
     pub prohibited_hosts: Option<Vec<Cidr>>,
     /// Hosts left out of a site's host list.
+    #[serde(deserialize_with = "list")]
     pub skip_hosts: Vec<Cidr>,
     /// How long an idle connection waits for another message before it closes.
     pub idle_timeout: HumanDuration,
@@ -219,6 +221,21 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
+/// A list-valued key. Lua cannot tell an empty array from an empty table, so `{}` arrives as an
+/// empty JSON object: here it is the empty list (`prohibited_hosts = {}` turns the list off).
+fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Object(m) if m.is_empty() => Ok(Vec::new()),
+        other => serde_json::from_value(other).map_err(serde::de::Error::custom),
+    }
+}
+
+fn some_list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    list(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +267,15 @@ mod tests {
         assert_eq!(c.idle(), Duration::from_secs(120));
         assert_eq!(c.enable_tls, EnableTls::Required);
         assert!(c.prohibited_for(false)[0].contains("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_empty_lua_table_is_an_empty_list() {
+        // `prohibited_hosts = {}` in Lua arrives as `{}`: the list is off, not a type error.
+        let c = EgressPathConfig::from_json(&json!({ "prohibited_hosts": {}, "skip_hosts": {} })).unwrap();
+        assert!(c.prohibited_for(true).is_empty() && c.skip_hosts.is_empty());
+        let e = EgressPathConfig::from_json(&json!({ "skip_hosts": { "a": 1 } })).unwrap_err();
+        assert!(e.contains("skip_hosts"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod event_time;
 pub mod headers;
 pub mod id;
 pub mod message;
+pub mod mta_sts;
 pub mod queue_name;
 pub mod record;
 pub mod scheduling;

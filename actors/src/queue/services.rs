@@ -51,6 +51,8 @@ pub struct Services {
     pub xfer: Addr<crate::xfer::XferSupervisor>,
     pub settings: Arc<DeliverySettings>,
     pub resolver: Arc<Resolver>,
+    /// MTA-STS policies of destination domains, cached by their max_age.
+    pub mta_sts: Arc<crate::egress::mta_sts::MtaStsCache>,
     /// Arbiters that run delivery connections, round robin.
     pub workers: Arc<Vec<ArbiterHandle>>,
     /// This node's UUID (log records, xfer loop guard) and its message-id node field.
