@@ -94,3 +94,30 @@ fn auth_required_refuses_mail_before_auth() {
     let r = c.cmd("AUTH PLAIN AHNjb3R0AHRpZ2Vy");
     assert_eq!(r.code, 538, "{r:?}");
 }
+
+/// swaks, a client operators use to check a submission port: STARTTLS, then AUTH LOGIN, then a
+/// message that relays only because it authenticated (`relay_hosts` is empty).
+#[test]
+fn swaks_submits_over_starttls_with_auth() {
+    let sink = SmtpSink::start();
+    let node =
+        FerryNode::start("[smtp]\nrelay_hosts = []\n[logs]\nmeta = [\"authn_id\"]\n", Some(&policy(&sink)));
+    let port = node.smtp.port().to_string();
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port, "--tls", "--auth", "LOGIN"])
+        .args(["--auth-user", "scott", "--auth-password", "tiger", "--helo", "client.test"])
+        .args(["--from", "scott@example.com", "--to", "r@example.com", "--body", "via swaks"])
+        .args(["--timeout", "20"])
+        .output()
+        .expect("swaks is installed (.ci/run installs it)");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{transcript}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(transcript.contains("TLS started"), "{transcript}");
+    assert!(transcript.contains("235 "), "authenticated: {transcript}");
+    let message = sink.wait_messages(1).remove(0);
+    let text = &message.data;
+    assert!(text.contains("via swaks") && text.contains("ESMTPSA"), "{text}");
+    let reception = node.wait_records("Reception", 1).remove(0);
+    assert_eq!(reception["meta"]["authn_id"], "scott", "{reception}");
+    assert!(reception["tls_protocol_version"].is_string(), "{reception}");
+}
