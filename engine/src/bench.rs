@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// measures the cost of TLS, not a trust setup).
     #[arg(long)]
     starttls: bool,
+    /// Messages per connection, then QUIT and connect again (0: keep each connection to the end).
+    /// `--per-connection 1 --starttls` measures the TLS handshake rate of one-shot clients.
+    #[arg(long, default_value_t = 0)]
+    per_connection: u64,
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -88,8 +92,15 @@ async fn start_tls(mut stream: BufReader<TcpStream>, line: &mut String) -> anyho
     if reply(&mut stream, line).await? != 220 {
         bail!("STARTTLS refused: {line}");
     }
-    let tls = ferry_actors::tls::ClientTls::new(None)?;
-    let connector = tokio_rustls::TlsConnector::from(tls.insecure.clone());
+    // Built once: loading the system's roots per connection would be what we measure.
+    static TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let config = match TLS.get() {
+        Some(c) => c.clone(),
+        None => {
+            TLS.get_or_init(|| ferry_actors::tls::ClientTls::new(None).expect("client TLS").insecure).clone()
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
     let name = rustls::pki_types::ServerName::try_from("bench.ferry.test")?;
     let tls_stream = connector.connect(name, stream.into_inner()).await.context("TLS handshake")?;
     let (tr, tw) = tokio::io::split(tls_stream);
@@ -106,33 +117,57 @@ struct Shared {
     window: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
+/// Connect, EHLO, and STARTTLS if asked.
+async fn open(args: &BenchArgs, line: &mut String) -> anyhow::Result<(Reader, Writer)> {
+    let stream =
+        TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::new(stream);
+    reply(&mut stream, line).await?;
+    stream.get_mut().write_all(b"EHLO bench.ferry.test\r\n").await?;
+    reply(&mut stream, line).await?;
+    if args.starttls {
+        return start_tls(stream, line).await;
+    }
+    let (r, w) = stream.into_inner().into_split();
+    Ok((BufReader::new(Box::new(r) as Box<dyn AsyncRead + Unpin + Send>), Box::new(w) as Writer))
+}
+
+/// One client connection at a time, sending until every message is claimed; reconnecting after
+/// `per_connection` messages. Returns the latencies and the number of connections made.
 async fn connection(
     args: Arc<BenchArgs>,
     next: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     data: Arc<Vec<u8>>,
     shared: Arc<Shared>,
-) -> anyhow::Result<Vec<u64>> {
-    let stream =
-        TcpStream::connect(&args.target).await.with_context(|| format!("connect {}", args.target))?;
-    stream.set_nodelay(true)?;
-    let mut stream = BufReader::new(stream);
+) -> anyhow::Result<(Vec<u64>, u64)> {
     let mut line = String::new();
-    reply(&mut stream, &mut line).await?;
-    stream.get_mut().write_all(b"EHLO bench.ferry.test\r\n").await?;
-    reply(&mut stream, &mut line).await?;
-    let (mut r, mut w) = if args.starttls {
-        start_tls(stream, &mut line).await?
-    } else {
-        let (r, w) = stream.into_inner().into_split();
-        (BufReader::new(Box::new(r) as Box<dyn AsyncRead + Unpin + Send>), Box::new(w) as Writer)
-    };
     let mut latencies = Vec::new();
+    let mut connections = 0;
+    let mut open_conn: Option<(Reader, Writer, u64)> = None;
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
         if n >= args.messages {
             break;
         }
+        if let Some((r, w, sent)) = open_conn.as_mut()
+            && args.per_connection > 0
+            && *sent == args.per_connection
+        {
+            w.write_all(b"QUIT\r\n").await?;
+            reply(r, &mut line).await?;
+            open_conn = None;
+        }
+        let (r, w, sent) = match open_conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let (r, w) = open(&args, &mut line).await?;
+                connections += 1;
+                open_conn.insert((r, w, 0))
+            }
+        };
+        *sent += 1;
         if args.rate > 0 {
             let slot = shared.started + Duration::from_secs_f64(n as f64 / args.rate as f64);
             tokio::time::sleep_until(slot).await;
@@ -145,19 +180,15 @@ async fn connection(
         };
         let envelope = format!("MAIL FROM:<bench@ferry.test>\r\nRCPT TO:<bench{n}@{domain}>\r\nDATA\r\n");
         w.write_all(envelope.as_bytes()).await?;
-        let codes = [
-            reply(&mut r, &mut line).await?,
-            reply(&mut r, &mut line).await?,
-            reply(&mut r, &mut line).await?,
-        ];
+        let codes = [reply(r, &mut line).await?, reply(r, &mut line).await?, reply(r, &mut line).await?];
         if codes != [250, 250, 354] {
             failed.fetch_add(1, Ordering::Relaxed);
             w.write_all(b"RSET\r\n").await?;
-            reply(&mut r, &mut line).await?;
+            reply(r, &mut line).await?;
             continue;
         }
         w.write_all(&data).await?;
-        if reply(&mut r, &mut line).await? == 250 {
+        if reply(r, &mut line).await? == 250 {
             let micros = started.elapsed().as_micros() as u64;
             latencies.push(micros);
             if args.report_every > 0 {
@@ -167,8 +198,10 @@ async fn connection(
             failed.fetch_add(1, Ordering::Relaxed);
         }
     }
-    w.write_all(b"QUIT\r\n").await?;
-    Ok(latencies)
+    if let Some((_, mut w, _)) = open_conn {
+        w.write_all(b"QUIT\r\n").await?;
+    }
+    Ok((latencies, connections))
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -212,8 +245,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect();
     let mut hist = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut connections = 0;
     for t in tasks {
-        for l in t.await?? {
+        let (latencies, made) = t.await??;
+        connections += made;
+        for l in latencies {
             hist.record(l)?;
         }
     }
@@ -224,7 +260,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let ok = hist.len();
     let ms = |q: f64| Duration::from_micros(hist.value_at_quantile(q)).as_secs_f64() * 1000.0;
     println!(
-        "sent {ok} messages of {} bytes over {} connections in {:.2}s: {:.0} msgs/s; {} failed",
+        "sent {ok} messages of {} bytes over {} concurrent connections in {:.2}s: {:.0} msgs/s; {} failed",
         args.size,
         args.concurrency,
         elapsed.as_secs_f64(),
@@ -238,6 +274,13 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         ms(0.99),
         hist.max() as f64 / 1000.0
     );
+    if args.per_connection > 0 {
+        println!(
+            "{connections} connections{}: {:.0} connections/s",
+            if args.starttls { " with a TLS handshake each" } else { "" },
+            connections as f64 / elapsed.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

@@ -26,3 +26,25 @@ fn bench_spool_runs_its_three_phases_and_leaves_the_spool_empty() {
     assert!(file_mb > 2.4, "{stdout}");
     assert!(stdout.contains("left in the spool: 0"), "{stdout}");
 }
+
+/// `bench-smtp --starttls --per-connection 1` makes one connection, one handshake per message
+/// (the one-shot client whose handshake rate BENCHMARKS.md reports), and says how many it made.
+#[test]
+fn bench_smtp_can_make_one_tls_connection_per_message() {
+    let null = "kumo.on('smtp_server_message_received', function(msg) msg:set_meta('queue', 'null') end)";
+    let node = ferry_integration_tests::FerryNode::start("[logs]\nmeta = [\"received_from\"]\n", Some(null));
+    let out = Command::new(ferry_bin())
+        .args(["bench-smtp", "--target", &node.smtp.to_string(), "--messages", "6", "--concurrency", "2"])
+        .args(["--size", "1000", "--starttls", "--per-connection", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("sent 6 messages") && stdout.contains("; 0 failed"), "{stdout}");
+    assert!(stdout.contains("6 connections with a TLS handshake each"), "{stdout}");
+    let receptions = node.wait_records("Reception", 6);
+    assert!(receptions.iter().all(|r| r["tls_protocol_version"] == "TLSv1_3"), "{receptions:?}");
+    let peers: std::collections::HashSet<String> =
+        receptions.iter().map(|r| r["meta"]["received_from"].to_string()).collect();
+    assert_eq!(peers.len(), 6, "six client ports, one per connection: {peers:?}");
+}
