@@ -6,6 +6,7 @@ use chrono::SecondsFormat;
 use serde_json::{Map, Value};
 
 use super::segment_writer::LogWriterHandle;
+use crate::model::bounce_classifier::UNCATEGORIZED;
 use crate::model::record::{PeerAddress, Recipients};
 use crate::model::{LogRecord, Message, RecordType, Response, event_time, headers};
 
@@ -114,7 +115,7 @@ impl Logger {
             created: now.timestamp(),
             created_time: now.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             num_attempts: 0,
-            bounce_classification: "Uncategorized".into(),
+            bounce_classification: UNCATEGORIZED.into(),
             egress_pool: None,
             egress_source: None,
             source_address: None,
@@ -140,6 +141,18 @@ impl Logger {
     }
 
     pub fn log(&self, record: &LogRecord) {
+        // Failures say why (a category), unless the code that made the record already did.
+        if matches!(record.kind, RecordType::Bounce | RecordType::TransientFailure)
+            && record.bounce_classification == UNCATEGORIZED
+        {
+            let mut classified = record.clone();
+            classified.bounce_classification = super::classify::classify(&record.response).to_string();
+            return self.write(&classified);
+        }
+        self.write(record)
+    }
+
+    fn write(&self, record: &LogRecord) {
         let m = crate::metrics::metrics();
         m.record_logged(record.kind);
         match serde_json::to_string(record) {

@@ -8,6 +8,7 @@
 //! A segment is *complete* once its write permission bits are cleared; until then readers must
 //! expect a partial zstd frame at the end.
 
+pub mod classify;
 mod logger;
 pub mod segment_reader;
 pub mod segment_writer;

@@ -18,6 +18,7 @@ pub use record::{LogRecord, RecordType, Response};
 pub mod address;
 pub mod admin;
 pub mod batch;
+pub mod bounce_classifier;
 pub mod drain_rate;
 pub mod egress;
 pub mod egress_constraints;

@@ -2,6 +2,7 @@
 //! its own Lua state loaded from the policy file, taking jobs from one shared mailbox. Lua never
 //! runs on an async arbiter and a slow handler stalls one state, not the engine.
 
+mod bounce;
 mod convert;
 mod custom_lua;
 mod egress;

@@ -114,6 +114,14 @@ impl PolicyPool {
             }
         }
         let lanes = lanes.map(|(tx, _)| tx);
+        if events.contains("init") {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let job: Job = Box::new(move |state| {
+                let _ = tx.send(state.run_init());
+            });
+            lanes[Lane::Config.index()].send(job).map_err(|_| PolicyError::Stopped)?;
+            rx.recv().map_err(|_| PolicyError::Load("policy thread died running init".into()))??;
+        }
         Ok(PolicyPool { inner: Arc::new(Inner { lanes, events, size }) })
     }
 

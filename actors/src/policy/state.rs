@@ -101,6 +101,17 @@ impl PolicyState {
         &self.lua
     }
 
+    /// The `init` event: its handlers, in order, each with the handler time limit. Runs once per
+    /// process, on one state, before any listener opens: it configures the node (the bounce
+    /// classifier, ...), not the Lua state it happens to run in.
+    pub fn run_init(&self) -> Result<(), PolicyError> {
+        let handlers = kumo::handlers(&self.lua, "init").map_err(|e| PolicyError::from_lua(&e))?;
+        for handler in handlers {
+            self.with_deadline(|| handler.call::<()>(())).map_err(|e| PolicyError::from_lua(&e))?;
+        }
+        Ok(())
+    }
+
     pub fn registered_events(&self) -> Vec<String> {
         kumo::registered_events(&self.lua).unwrap_or_default()
     }

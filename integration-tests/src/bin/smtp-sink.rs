@@ -260,6 +260,9 @@ fn verdict(address: &str) -> Option<(u16, String, bool)> {
         "tempfail" => return Some((400, "4.0.0 tempfail requested".into(), false)),
         "permfail" => return Some((500, "5.0.0 permfail requested".into(), false)),
         "full" => return Some((452, "4.2.2 mailbox full".into(), false)),
+        "unknown" => {
+            return Some((550, "5.1.1 <unknown>: Recipient address rejected: User unknown".into(), false));
+        }
         _ => {}
     }
     [(450, "4.0.0"), (421, "4.0.0"), (550, "5.0.0")]
