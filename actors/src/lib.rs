@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod egress;
+pub mod log_hooks;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -210,6 +210,13 @@ async fn serve(
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
     xfer.do_send(ferry_actors::xfer::AttachXfer(services.clone()));
+    // Log hooks (configured by the init event): records to messages, before outcomes are saved.
+    actix_rt::spawn(ferry_actors::log_hooks::processor::run(ferry_actors::log_hooks::processor::Handles {
+        policy: policy.clone(),
+        writer: spool_writer.clone(),
+        queues: queues.clone(),
+        ids: Arc::new(MessageIdGenerator::new(&node)),
+    }));
     actix_rt::spawn(
         queue_ctx.into_future(QueueManager::with_config_retry(config.policy.queue_config_retry_interval.0)),
     );

@@ -6,36 +6,10 @@ use chrono::SecondsFormat;
 use serde_json::{Map, Value};
 
 use super::segment_writer::LogWriterHandle;
+use super::selection::Selection;
 use crate::model::bounce_classifier::UNCATEGORIZED;
 use crate::model::record::{PeerAddress, Recipients};
-use crate::model::{LogRecord, Message, RecordType, Response, event_time, headers};
-
-/// A configured name: exact, or a prefix when it ends in `*`.
-#[derive(Debug, Clone)]
-struct NamePattern {
-    text: String,
-    prefix: bool,
-}
-
-impl NamePattern {
-    fn new(s: &str) -> Self {
-        match s.strip_suffix('*') {
-            Some(p) => Self { text: p.to_string(), prefix: true },
-            None => Self { text: s.to_string(), prefix: false },
-        }
-    }
-
-    fn matches(&self, name: &str, case_insensitive: bool) -> bool {
-        let eq = |a: &str, b: &str| if case_insensitive { a.eq_ignore_ascii_case(b) } else { a == b };
-        if self.prefix {
-            name.len() >= self.text.len()
-                && name.is_char_boundary(self.text.len())
-                && eq(&name[..self.text.len()], &self.text)
-        } else {
-            eq(name, &self.text)
-        }
-    }
-}
+use crate::model::{LogRecord, Message, RecordType, Response, event_time};
 
 /// Cheap to clone; shared by every actor that logs.
 #[derive(Clone)]
@@ -46,20 +20,12 @@ pub struct Logger {
 struct Inner {
     writer: LogWriterHandle,
     nodeid: String,
-    meta: Vec<NamePattern>,
-    headers: Vec<NamePattern>,
+    selection: Selection,
 }
 
 impl Logger {
     pub fn new(writer: LogWriterHandle, nodeid: String, meta: &[String], headers: &[String]) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                writer,
-                nodeid,
-                meta: meta.iter().map(|s| NamePattern::new(s)).collect(),
-                headers: headers.iter().map(|s| NamePattern::new(s)).collect(),
-            }),
-        }
+        Self { inner: Arc::new(Inner { writer, nodeid, selection: Selection::new(meta, headers) }) }
     }
 
     pub fn writer(&self) -> &LogWriterHandle {
@@ -76,9 +42,13 @@ impl Logger {
         r.created = created.timestamp();
         r.created_time = created.to_rfc3339_opts(SecondsFormat::AutoSi, true);
         r.num_attempts = msg.num_attempts;
-        r.meta = self.filter_meta(&msg.meta);
-        r.headers = self.filter_headers(&msg.data);
+        r.meta = self.inner.selection.meta(&msg.meta);
+        r.headers = self.inner.selection.headers(&msg.data);
         r.reception_protocol = msg.meta.get("reception_protocol").and_then(Value::as_str).map(str::to_string);
+        if let Some(hooks) = crate::log_hooks::configured() {
+            r.hook_fields =
+                hooks.iter().map(|h| (h.selection.meta(&msg.meta), h.selection.headers(&msg.data))).collect();
+        }
         r
     }
 
@@ -129,6 +99,7 @@ impl Logger {
             tls_protocol_version: None,
             tls_peer_subject_name: None,
             provider_name: None,
+            hook_fields: Vec::new(),
             session_id: None,
         }
     }
@@ -162,45 +133,7 @@ impl Logger {
             }
             Err(e) => tracing::error!(id = %record.id, error = %e, "cannot serialise log record"),
         }
-    }
-
-    fn filter_meta(&self, meta: &Map<String, Value>) -> Map<String, Value> {
-        if self.inner.meta.is_empty() {
-            return Map::new();
-        }
-        meta.iter()
-            .filter(|(k, _)| self.inner.meta.iter().any(|p| p.matches(k, false)))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
-    }
-
-    /// Selected headers by their name as written; a repeated header becomes an array.
-    fn filter_headers(&self, data: &[u8]) -> Map<String, Value> {
-        let mut out = Map::new();
-        if self.inner.headers.is_empty() {
-            return out;
-        }
-        for h in headers::headers(data) {
-            if !self.inner.headers.iter().any(|p| p.matches(&h.name, true)) {
-                continue;
-            }
-            let key = out
-                .keys()
-                .find(|k| k.eq_ignore_ascii_case(&h.name))
-                .cloned()
-                .unwrap_or_else(|| h.name.clone());
-            match out.get_mut(&key) {
-                None => {
-                    out.insert(key, Value::String(h.value));
-                }
-                Some(Value::Array(list)) => list.push(Value::String(h.value)),
-                Some(existing) => {
-                    let first = existing.take();
-                    *existing = Value::Array(vec![first, Value::String(h.value)]);
-                }
-            }
-        }
-        out
+        crate::log_hooks::offer(record);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod classify;
 mod logger;
 pub mod segment_reader;
 pub mod segment_writer;
+pub mod selection;
 mod spill;
 
 pub use logger::Logger;

@@ -26,6 +26,7 @@ pub mod egress_path;
 pub mod gcra;
 pub mod insert_context;
 pub mod line_endings;
+pub mod log_hook;
 pub mod queue_config;
 pub mod ready_queue_suspension;
 pub mod retry;

@@ -143,6 +143,10 @@ pub struct LogRecord {
     pub provider_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Each log hook's own meta and headers selection, by hook (in the order hooks were
+    /// configured); filled only while hooks are configured. Not part of the record as logged.
+    #[serde(skip)]
+    pub hook_fields: Vec<(Map<String, Value>, Map<String, Value>)>,
 }
 
 #[cfg(test)]

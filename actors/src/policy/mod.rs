@@ -8,6 +8,7 @@ mod custom_lua;
 mod egress;
 mod error;
 pub mod kumo;
+mod log_hook;
 pub mod lua_message;
 mod pool;
 pub mod queue_config;

@@ -152,19 +152,31 @@ impl PolicyState {
         msg: Message,
         extra: impl Fn(&Lua) -> mlua::Result<MultiValue>,
     ) -> (Message, Result<(), PolicyError>) {
+        let (msg, result) = self.run_chain_returning(event, msg, extra);
+        (msg, result.map(|_| ()))
+    }
+
+    /// A Multiple event's chain over a message, with the first value of the return that stopped
+    /// it (`None`: every handler returned nothing, or there is none).
+    pub fn run_chain_returning(
+        &self,
+        event: &str,
+        msg: Message,
+        extra: impl Fn(&Lua) -> mlua::Result<MultiValue>,
+    ) -> (Message, Result<Option<mlua::Value>, PolicyError>) {
         let handlers = match kumo::handlers(&self.lua, event) {
             Ok(h) => h,
             Err(e) => return (msg, Err(PolicyError::from_lua(&e))),
         };
         if handlers.is_empty() {
-            return (msg, Ok(()));
+            return (msg, Ok(None));
         }
         let id = msg.id;
         let ud = match self.lua.create_userdata(LuaMessage(msg)) {
             Ok(ud) => ud,
             Err(e) => panic!("cannot create message userdata for {id}: {e}"),
         };
-        let mut outcome = Ok(());
+        let mut outcome = Ok(None);
         let _armed = self.lua.set_app_data(Deadline(std::time::Instant::now() + self.handler_timeout));
         for handler in handlers {
             let args = extra(&self.lua).map(|mut rest| {
@@ -174,7 +186,10 @@ impl PolicyState {
             let result = args.and_then(|args| handler.call::<MultiValue>(args));
             match result {
                 Ok(returned) if returned.is_empty() => continue,
-                Ok(_) => break,
+                Ok(mut returned) => {
+                    outcome = Ok(returned.pop_front());
+                    break;
+                }
                 Err(e) => {
                     outcome = Err(PolicyError::from_lua(&e));
                     break;

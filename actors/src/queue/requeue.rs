@@ -300,6 +300,8 @@ pub async fn remove_all(services: &Services, msgs: &[Message]) {
     if msgs.is_empty() {
         return;
     }
+    // The records of these outcomes become hook messages before the outcomes become durable.
+    crate::log_hooks::barrier().await;
     let ops = msgs
         .iter()
         .map(|msg| {
@@ -332,6 +334,7 @@ pub async fn save_all(services: &Services, msgs: &[Message]) {
     if msgs.is_empty() {
         return;
     }
+    crate::log_hooks::barrier().await;
     let ops =
         msgs.iter().map(|m| SpoolOp::Put { id: m.id, meta: m.spool_meta().to_bytes(), data: None }).collect();
     if let Err(e) = services.writer.commit(ops).await {
