@@ -182,7 +182,11 @@ pub enum Protocol {
     },
     CustomLua {
         constructor: String,
+        /// Messages per `send_batch` call; 1 = `send` one at a time.
         batch_size: usize,
+        /// A batch waits for this many messages, up to `max_batch_latency` (KumoMTA's).
+        min_batch_size: usize,
+        max_batch_latency: std::time::Duration,
     },
     /// An xfer queue's built-in protocol: send to the node at `target` (never from Lua).
     Xfer {
@@ -198,8 +202,11 @@ impl Serialize for Protocol {
             Protocol::Maildir { path, dir_mode, file_mode } => {
                 serde_json::json!({"maildir_path": path, "dir_mode": dir_mode, "file_mode": file_mode})
             }
-            Protocol::CustomLua { constructor, batch_size } => {
-                serde_json::json!({"custom_lua": {"constructor": constructor, "batch_size": batch_size}})
+            Protocol::CustomLua { constructor, batch_size, min_batch_size, max_batch_latency } => {
+                serde_json::json!({"custom_lua": {
+                    "constructor": constructor, "batch_size": batch_size, "min_batch_size": min_batch_size,
+                    "max_batch_latency": format!("{}ms", max_batch_latency.as_millis()),
+                }})
             }
             Protocol::Xfer { target } => serde_json::json!({"xfer": {"target": target}}),
         };
@@ -281,8 +288,23 @@ impl<'de> Deserialize<'de> for Protocol {
                     .and_then(Value::as_str)
                     .ok_or("protocol.custom_lua.constructor must name an event")?
                     .to_string();
-                let batch_size = lua.get("batch_size").and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
-                return Ok(Protocol::CustomLua { constructor, batch_size });
+                let count = |key: &str| lua.get(key).and_then(Value::as_u64).unwrap_or(1).max(1) as usize;
+                let (batch_size, min_batch_size) = (count("batch_size"), count("min_batch_size"));
+                let max_batch_latency = match lua.get("max_batch_latency") {
+                    None => std::time::Duration::ZERO,
+                    Some(Value::Number(n)) => {
+                        std::time::Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0))
+                    }
+                    Some(Value::String(s)) => ferry_config::duration::parse_duration(s)
+                        .map_err(|e| format!("protocol.custom_lua.max_batch_latency: {e}"))?,
+                    Some(_) => return Err("protocol.custom_lua.max_batch_latency must be a duration".into()),
+                };
+                return Ok(Protocol::CustomLua {
+                    constructor,
+                    batch_size,
+                    min_batch_size,
+                    max_batch_latency,
+                });
             }
             match map.keys().next() {
                 None => Ok(Protocol::SmtpMx),
@@ -331,7 +353,19 @@ mod tests {
             Protocol::Maildir { path: "/var/tmp/m".into(), dir_mode: Some(0o775), file_mode: Some(0o664) }
         );
         let c = QueueConfig::from_json(&json!({"protocol": {"custom_lua": {"constructor": "make.webhook", "batch_size": 1, "min_batch_size": 1, "max_batch_latency": "0s"}}})).unwrap();
-        assert_eq!(c.protocol, Protocol::CustomLua { constructor: "make.webhook".into(), batch_size: 1 });
+        assert_eq!(
+            c.protocol,
+            Protocol::CustomLua {
+                constructor: "make.webhook".into(),
+                batch_size: 1,
+                min_batch_size: 1,
+                max_batch_latency: std::time::Duration::ZERO
+            }
+        );
+        let c = QueueConfig::from_json(&json!({"protocol": {"custom_lua": {"constructor": "w", "batch_size": 100, "max_batch_latency": "250ms"}}})).unwrap();
+        assert!(
+            matches!(c.protocol, Protocol::CustomLua { batch_size: 100, max_batch_latency, .. } if max_batch_latency.as_millis() == 250)
+        );
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     super::xfer::install(lua, &kumo)?;
     super::bounce::install(lua, &kumo)?;
     super::log_hook::install(lua, &kumo)?;
+    super::http::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;

@@ -4,9 +4,10 @@
 
 mod bounce;
 mod convert;
-mod custom_lua;
+pub mod custom_lua;
 mod egress;
 mod error;
+pub mod http;
 pub mod kumo;
 mod log_hook;
 pub mod lua_message;

@@ -60,6 +60,8 @@ struct Inner {
     lanes: [Sender<Job>; 3],
     events: HashSet<String>,
     size: usize,
+    source: Option<PolicySource>,
+    handler_timeout: std::time::Duration,
 }
 
 impl PolicyPool {
@@ -78,6 +80,7 @@ impl PolicyPool {
         let size = if size == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { size };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let lanes = Lane::ALL.map(|_| crossbeam_channel::unbounded::<Job>());
+        let kept_source = source.clone();
         for (lane, (_, rx)) in Lane::ALL.into_iter().zip(&lanes) {
             for n in 0..size {
                 let rx = rx.clone();
@@ -122,7 +125,14 @@ impl PolicyPool {
             lanes[Lane::Config.index()].send(job).map_err(|_| PolicyError::Stopped)?;
             rx.recv().map_err(|_| PolicyError::Load("policy thread died running init".into()))??;
         }
-        Ok(PolicyPool { inner: Arc::new(Inner { lanes, events, size }) })
+        let inner = Inner { lanes, events, size, source: kept_source, handler_timeout };
+        Ok(PolicyPool { inner: Arc::new(inner) })
+    }
+
+    /// A state of its own, loaded on the calling thread, for work that must not hold a pool
+    /// state while it waits (a custom_lua connection awaiting its webhook).
+    pub fn load_state(&self) -> Result<PolicyState, PolicyError> {
+        PolicyState::load_with_timeout(self.inner.source.as_ref(), self.inner.handler_timeout)
     }
 
     /// States per lane.

@@ -21,6 +21,27 @@ struct Deadline(std::time::Instant);
 /// Instructions between deadline checks: cheap, yet a runaway loop is caught within microseconds.
 const HOOK_EVERY: u32 = 10_000;
 
+/// Arm the handler deadline for an async call (the sync paths use [`PolicyState::with_deadline`]).
+pub(crate) fn arm_deadline(lua: &Lua, timeout: std::time::Duration) {
+    lua.set_app_data(Deadline(std::time::Instant::now() + timeout));
+}
+
+pub(crate) fn disarm_deadline(lua: &Lua) {
+    lua.remove_app_data::<Deadline>();
+}
+
+/// Stop the clock while a handler waits on I/O (an HTTP request): the deadline bounds the time
+/// Lua runs, not the time a webhook takes. Returns what [`resume_deadline`] needs.
+pub(crate) fn pause_deadline(lua: &Lua) -> Option<(std::time::Instant, std::time::Instant)> {
+    lua.remove_app_data::<Deadline>().map(|d| (d.0, std::time::Instant::now()))
+}
+
+pub(crate) fn resume_deadline(lua: &Lua, paused: Option<(std::time::Instant, std::time::Instant)>) {
+    if let Some((deadline, since)) = paused {
+        lua.set_app_data(Deadline(deadline + since.elapsed()));
+    }
+}
+
 /// Has the running handler's deadline passed?
 fn expired(lua: &Lua) -> bool {
     lua.app_data_ref::<Deadline>().is_some_and(|d| std::time::Instant::now() > d.0)
@@ -87,6 +108,10 @@ impl PolicyState {
             })?;
         }
         Ok(PolicyState { lua, handler_timeout })
+    }
+
+    pub fn handler_timeout(&self) -> std::time::Duration {
+        self.handler_timeout
     }
 
     /// Run `f` with the handler time limit armed.
