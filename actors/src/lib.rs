@@ -2,12 +2,14 @@
 //! family of them) that owns its state and talks to the rest by message.
 
 pub mod delivery;
+pub mod dkim;
 pub mod egress;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod queue;
+pub mod secrets;
 pub mod smtp_server;
 pub mod spool;
 pub mod tls;

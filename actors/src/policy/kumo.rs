@@ -78,6 +78,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     super::queue_config::install(lua, &kumo)?;
     super::egress::install(lua, &kumo)?;
     super::xfer::install(lua, &kumo)?;
+    super::dkim::install(lua, &kumo)?;
+    super::memoize::install(lua, &kumo)?;
+    super::secrets::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;

@@ -2,15 +2,20 @@
 //! its own Lua state loaded from the policy file, taking jobs from one shared mailbox. Lua never
 //! runs on an async arbiter and a slow handler stalls one state, not the engine.
 
+mod address_header;
 mod convert;
 mod custom_lua;
+mod dkim;
 mod egress;
 mod error;
 pub mod kumo;
 pub mod lua_message;
+mod lua_message_headers;
+mod memoize;
 mod pool;
 pub mod queue_config;
 pub mod requeue;
+mod secrets;
 mod state;
 pub mod time_delta;
 mod xfer;
