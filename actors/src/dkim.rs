@@ -229,4 +229,4 @@ pub fn signer_cache() -> &'static SignerCache {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

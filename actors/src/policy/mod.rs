@@ -28,4 +28,6 @@ pub use state::PolicyState;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_message_api;
+#[cfg(test)]
 mod tests_runaway;
