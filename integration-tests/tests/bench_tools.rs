@@ -26,3 +26,33 @@ fn bench_spool_runs_its_three_phases_and_leaves_the_spool_empty() {
     assert!(file_mb > 2.4, "{stdout}");
     assert!(stdout.contains("left in the spool: 0"), "{stdout}");
 }
+
+#[test]
+fn bench_dkim_reports_the_cost_of_each_key_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rsa, ed) = (dir.path().join("rsa.pem"), dir.path().join("ed.pem"));
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            rsa.to_str().unwrap(),
+        ],
+        vec!["genpkey", "-algorithm", "ed25519", "-out", ed.to_str().unwrap()],
+    ] {
+        assert!(Command::new("openssl").args(&args).status().unwrap().success());
+    }
+    let out = Command::new(ferry_bin())
+        .args(["bench-dkim", "--messages", "20", "--rsa-key", rsa.to_str().unwrap()])
+        .args(["--ed25519-key", ed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("rsa-sha256: 20 signatures of 4096 B"), "{stdout}");
+    assert!(lines[1].starts_with("ed25519-sha256: 20 signatures of 4096 B"), "{stdout}");
+}
