@@ -44,6 +44,29 @@ pub struct SignerSpec {
     pub over_sign: bool,
 }
 
+impl SignerSpec {
+    /// The required parameters; the optional ones at KumoMTA's defaults (relaxed/relaxed, no
+    /// expiration, no ATPS, no over-signing).
+    pub fn new(kind: KeyKind, domain: &str, selector: &str, headers: &[&str], key: KeySource) -> Self {
+        SignerSpec {
+            kind,
+            domain: domain.into(),
+            selector: selector.into(),
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            key,
+            header_canonicalization: Canonicalization::Relaxed,
+            body_canonicalization: Canonicalization::Relaxed,
+            expiration: None,
+            atps: None,
+            atpsh: None,
+            agent_user_identifier: None,
+            body_length: false,
+            reporting: false,
+            over_sign: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DkimError {
     #[error("DKIM key: {0}")]

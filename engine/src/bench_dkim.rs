@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use anyhow::Context;
 use ferry_actors::dkim::{KeyKind, Signer, SignerSpec};
-use ferry_actors::model::dkim::Canonicalization;
 use ferry_actors::secrets::KeySource;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -26,22 +25,7 @@ pub struct DkimBenchArgs {
 }
 
 fn spec(kind: KeyKind, key: PathBuf) -> SignerSpec {
-    SignerSpec {
-        kind,
-        domain: "ferry.test".into(),
-        selector: "bench".into(),
-        headers: vec!["From".into(), "To".into(), "Subject".into()],
-        key: KeySource::File(key),
-        header_canonicalization: Canonicalization::Relaxed,
-        body_canonicalization: Canonicalization::Relaxed,
-        expiration: None,
-        atps: None,
-        atpsh: None,
-        agent_user_identifier: None,
-        body_length: false,
-        reporting: false,
-        over_sign: false,
-    }
+    SignerSpec::new(kind, "ferry.test", "bench", &["From", "To", "Subject"], KeySource::File(key))
 }
 
 pub fn run(args: DkimBenchArgs) -> anyhow::Result<()> {

@@ -48,22 +48,7 @@ pub(crate) fn make_key(dir: &Path, kind: KeyKind, traditional: bool) -> TestKey 
 }
 
 pub(crate) fn spec(key: &TestKey, domain: &str, selector: &str) -> SignerSpec {
-    SignerSpec {
-        kind: key.kind,
-        domain: domain.into(),
-        selector: selector.into(),
-        headers: vec!["From".into(), "To".into(), "Subject".into()],
-        key: KeySource::File(key.path.clone()),
-        header_canonicalization: Canonicalization::Relaxed,
-        body_canonicalization: Canonicalization::Relaxed,
-        expiration: None,
-        atps: None,
-        atpsh: None,
-        agent_user_identifier: None,
-        body_length: false,
-        reporting: false,
-        over_sign: false,
-    }
+    SignerSpec::new(key.kind, domain, selector, &["From", "To", "Subject"], KeySource::File(key.path.clone()))
 }
 
 /// A DNS TXT cache holding the test keys, so verification never leaves the process.

@@ -62,12 +62,11 @@ fn spec(kind: KeyKind, t: &Table) -> mlua::Result<SignerSpec> {
         Value::Nil => return Err(mlua::Error::runtime("key is required")),
         v => key_source(v)?,
     };
+    let (domain, selector) = (required(t, "domain")?, required(t, "selector")?);
     Ok(SignerSpec {
-        kind,
-        domain: required(t, "domain")?,
-        selector: required(t, "selector")?,
+        domain,
+        selector,
         headers,
-        key,
         header_canonicalization: canonicalization(t, "header_canonicalization")?,
         body_canonicalization: canonicalization(t, "body_canonicalization")?,
         expiration: t.get("expiration")?,
@@ -77,6 +76,7 @@ fn spec(kind: KeyKind, t: &Table) -> mlua::Result<SignerSpec> {
         body_length: t.get::<Option<bool>>("body_length")?.unwrap_or(false),
         reporting: t.get::<Option<bool>>("reporting")?.unwrap_or(false),
         over_sign: t.get::<Option<bool>>("over_sign")?.unwrap_or(false),
+        ..SignerSpec::new(kind, "", "", &[], key)
     })
 }
 
