@@ -6,6 +6,13 @@ kumo.on('smtp_server_message_received', function(msg)
   -- Honour an X-Schedule header (delivery windows, expiry) and copy the Tenant header to meta.
   msg:import_scheduling_header('X-Schedule')
   msg:import_x_headers { 'tenant' }
+  -- DKIM-sign with the From domain's key (signers are cached per parameters; a missing key
+  -- refuses the message with 451 rather than sending it unsigned):
+  -- msg:dkim_sign(kumo.dkim.rsa_sha256_signer {
+  --   domain = msg:from_header().domain, selector = 'default',
+  --   headers = { 'From', 'To', 'Subject', 'Date', 'Message-ID' },
+  --   key = '/etc/ferry/dkim/' .. msg:from_header().domain .. '.pem',
+  -- })
 end)
 
 -- Every queue: the defaults (SMTP via MX, 20 minute backoff doubling, 7 day expiry).

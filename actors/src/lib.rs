@@ -2,6 +2,7 @@
 //! family of them) that owns its state and talks to the rest by message.
 
 pub mod delivery;
+pub mod dkim;
 pub mod egress;
 pub mod log_hooks;
 pub mod logging;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod queue;
+pub mod secrets;
 pub mod smtp_server;
 pub mod spool;
 pub mod tls;

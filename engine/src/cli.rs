@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{admin, bench, bench_spool, serve};
+use crate::{admin, bench, bench_dkim, bench_spool, serve};
 use ferry_config::Config;
 
 #[derive(Parser)]
@@ -45,6 +45,8 @@ enum Cmd {
     BenchSmtp(bench::BenchArgs),
     /// Requeue decisions per second through the policy actor.
     BenchPolicy(bench::PolicyBenchArgs),
+    /// DKIM signing cost per message (rsa-sha256, ed25519-sha256).
+    BenchDkim(bench_dkim::DkimBenchArgs),
     /// The spool alone under a relay's write pattern, before and after a backlog.
     BenchSpool(bench_spool::SpoolBenchArgs),
     #[command(flatten)]
@@ -94,6 +96,7 @@ pub fn main() -> ExitCode {
         },
         Cmd::BenchSmtp(args) => bench::run(args),
         Cmd::BenchSpool(args) => bench_spool::run(args),
+        Cmd::BenchDkim(args) => bench_dkim::run(args),
         Cmd::BenchPolicy(args) => bench::run_policy(args),
         Cmd::Admin(cmd) => admin::run(&cli.endpoint, cmd),
     };

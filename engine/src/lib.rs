@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_dkim;
 mod bench_spool;
 mod cli;
 mod node;

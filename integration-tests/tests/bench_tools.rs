@@ -48,3 +48,33 @@ fn bench_smtp_can_make_one_tls_connection_per_message() {
         receptions.iter().map(|r| r["meta"]["received_from"].to_string()).collect();
     assert_eq!(peers.len(), 6, "six client ports, one per connection: {peers:?}");
 }
+
+#[test]
+fn bench_dkim_reports_the_cost_of_each_key_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rsa, ed) = (dir.path().join("rsa.pem"), dir.path().join("ed.pem"));
+    for args in [
+        vec![
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            rsa.to_str().unwrap(),
+        ],
+        vec!["genpkey", "-algorithm", "ed25519", "-out", ed.to_str().unwrap()],
+    ] {
+        assert!(Command::new("openssl").args(&args).status().unwrap().success());
+    }
+    let out = Command::new(ferry_bin())
+        .args(["bench-dkim", "--messages", "20", "--rsa-key", rsa.to_str().unwrap()])
+        .args(["--ed25519-key", ed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("rsa-sha256: 20 signatures of "), "{stdout}");
+    assert!(lines[1].starts_with("ed25519-sha256: 20 signatures of "), "{stdout}");
+}

@@ -65,11 +65,37 @@ pub fn first_named(data: &[u8], name: &str) -> Option<String> {
     headers(data).into_iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
 }
 
+/// The values of every header named `name` (case-insensitive), in order.
+pub fn all_named(data: &[u8], name: &str) -> Vec<String> {
+    headers(data).into_iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
+}
+
+/// `X-Whatever`: the prefix KumoMTA's `remove_x_headers` and `import_x_headers` look for.
+pub fn is_x_header(name: &str) -> bool {
+    name.len() > 2 && name[..2].eq_ignore_ascii_case("x-")
+}
+
+/// A header value with RFC 2047 encoded words decoded to UTF-8.
+pub fn decode_value(value: &str) -> String {
+    // Parsed as a Subject: mail-parser's stock parser for unstructured text.
+    let raw = format!("Subject: {value}\r\n\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(raw.as_bytes());
+    match parsed.as_ref().and_then(|m| m.header("Subject")) {
+        Some(mail_parser::HeaderValue::Text(t)) => t.to_string(),
+        _ => value.to_string(),
+    }
+}
+
 /// Remove every header named `name`.
 pub fn remove_all(data: &[u8], name: &str) -> Vec<u8> {
+    remove_where(data, |n| n.eq_ignore_ascii_case(name))
+}
+
+/// Remove every header whose name `unwanted` picks.
+pub fn remove_where(data: &[u8], unwanted: impl Fn(&str) -> bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len());
     let mut last = 0;
-    for h in headers(data).into_iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+    for h in headers(data).into_iter().filter(|h| unwanted(&h.name)) {
         out.extend_from_slice(&data[last..h.range.start]);
         last = h.range.end;
     }
@@ -122,6 +148,21 @@ mod tests {
     fn removes_all_of_a_name_and_keeps_body() {
         let out = remove_all(MSG, "x-tenant");
         assert_eq!(out, b"Subject: Hello\r\n\r\nbody: not a header\r\n");
+    }
+
+    #[test]
+    fn all_named_and_x_header_removal() {
+        assert_eq!(all_named(MSG, "X-TENANT"), ["a\tb", "second"]);
+        assert!(all_named(MSG, "Missing").is_empty());
+        assert!(is_x_header("x-Mailer") && !is_x_header("X-") && !is_x_header("Xylophone"));
+        let out = remove_where(MSG, is_x_header);
+        assert_eq!(out, b"Subject: Hello\r\n\r\nbody: not a header\r\n");
+    }
+
+    #[test]
+    fn encoded_words_are_decoded() {
+        assert_eq!(decode_value("=?utf-8?q?caf=C3=A9?= time"), "café time");
+        assert_eq!(decode_value("plain text"), "plain text");
     }
 
     #[test]

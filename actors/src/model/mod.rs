@@ -1,5 +1,6 @@
 //! Pure rules and data types: no actors, no I/O. Everything here is unit-tested in place.
 
+pub mod dkim;
 pub mod event_time;
 pub mod headers;
 pub mod id;
@@ -11,11 +12,13 @@ pub mod scheduling;
 pub mod spool_room;
 pub mod throttle;
 pub mod tls_policy;
+pub mod ttl_cache;
 
 pub use id::{MessageId, MessageIdGenerator};
 pub use message::{Message, SpoolMeta};
 pub use record::{LogRecord, RecordType, Response};
 pub mod address;
+pub mod address_header;
 pub mod admin;
 pub mod batch;
 pub mod bounce_classifier;

@@ -81,6 +81,9 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     super::bounce::install(lua, &kumo)?;
     super::log_hook::install(lua, &kumo)?;
     super::http::install(lua, &kumo)?;
+    super::dkim::install(lua, &kumo)?;
+    super::memoize::install(lua, &kumo)?;
+    super::secrets::install(lua, &kumo)?;
     lua.globals().set("kumo", kumo.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;

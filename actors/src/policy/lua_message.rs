@@ -116,20 +116,6 @@ impl UserData for LuaMessage {
                 Ok(result)
             },
         );
-        methods.add_method_mut("import_x_headers", |_, m, names: Option<Vec<String>>| {
-            // SPEC §8: header name lower-cased with '-' -> '_'; no names = every X-* header; last wins.
-            for h in headers::headers(&m.0.data) {
-                let wanted = match &names {
-                    Some(list) => list.iter().any(|n| n.eq_ignore_ascii_case(&h.name)),
-                    None => h.name.len() > 2 && h.name[..2].eq_ignore_ascii_case("x-"),
-                };
-                if wanted {
-                    let key = h.name.to_ascii_lowercase().replace('-', "_");
-                    m.0.set_meta(key, serde_json::Value::String(h.value));
-                }
-            }
-            Ok(())
-        });
         // SPEC §8: set_due(t|nil) returns the due time after Adjust; nil means due now.
         methods.add_method_mut("set_due", |lua, m, t: Option<String>| {
             let due = match t {
@@ -148,17 +134,7 @@ impl UserData for LuaMessage {
             };
             Ok(m.0.due.map(|d| d.to_rfc3339()))
         });
-        methods.add_method("get_first_named_header_value", |_, m, name: String| {
-            Ok(headers::first_named(&m.0.data, &name))
-        });
-        methods.add_method_mut("append_header", |_, m, (name, value): (String, String)| {
-            m.0.data = Bytes::from(headers::append(&m.0.data, &name, &value));
-            Ok(())
-        });
-        methods.add_method_mut("prepend_header", |_, m, (name, value): (String, String)| {
-            m.0.data = Bytes::from(headers::prepend(&m.0.data, &name, &value));
-            Ok(())
-        });
+        super::lua_message_headers::add_methods(methods);
         methods.add_method("get_data", |lua, m, ()| lua.create_string(&m.0.data));
         methods.add_method_mut("set_data", |_, m, data: mlua::LuaString| {
             m.0.data = Bytes::copy_from_slice(&data.as_bytes());

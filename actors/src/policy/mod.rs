@@ -2,18 +2,23 @@
 //! its own Lua state loaded from the policy file, taking jobs from one shared mailbox. Lua never
 //! runs on an async arbiter and a slow handler stalls one state, not the engine.
 
+mod address_header;
 mod bounce;
 mod convert;
 pub mod custom_lua;
+mod dkim;
 mod egress;
 mod error;
 pub mod http;
 pub mod kumo;
 mod log_hook;
 pub mod lua_message;
+mod lua_message_headers;
+mod memoize;
 mod pool;
 pub mod queue_config;
 pub mod requeue;
+mod secrets;
 mod state;
 pub mod time_delta;
 mod xfer;
@@ -25,5 +30,7 @@ pub use state::PolicyState;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_message_api;
 #[cfg(test)]
 mod tests_runaway;
