@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod egress;
+pub mod inject;
 pub mod logging;
 pub mod metrics;
 pub mod model;
