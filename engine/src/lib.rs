@@ -5,6 +5,7 @@ mod admin;
 mod bench;
 mod bench_spool;
 mod cli;
+mod inject;
 mod node;
 mod observe;
 mod ready_q;
