@@ -3,6 +3,7 @@
 
 mod admin;
 mod bench;
+mod bench_inject;
 mod bench_spool;
 mod cli;
 mod inject;
