@@ -77,7 +77,9 @@ async fn bench(args: InjectBenchArgs) -> anyhow::Result<()> {
             actix_rt::spawn(async move {
                 let client = ferry_actors::xfer::http_client(None, Duration::from_secs(300));
                 loop {
-                    let Some(body) = bodies.lock().expect("bodies").pop() else { return Ok::<_, anyhow::Error>(()) };
+                    let Some(body) = bodies.lock().expect("bodies").pop() else {
+                        return Ok::<_, anyhow::Error>(());
+                    };
                     let mut req = client.post(&url).insert_header(("Content-Type", "application/json"));
                     if let Some(t) = &token {
                         req = req.insert_header(("Authorization", format!("Bearer {t}")));
@@ -112,6 +114,12 @@ async fn bench(args: InjectBenchArgs) -> anyhow::Result<()> {
     );
     println!("spooled: {ok} recipients, failed: {failed}, in {:.2}s", elapsed.as_secs_f64());
     println!("rate: {:.0} recipients/s", ok as f64 / elapsed.as_secs_f64());
-    println!("request latency ms: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}", ms(0.5), ms(0.9), ms(0.99), ms(1.0));
+    println!(
+        "request latency ms: p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        ms(1.0)
+    );
     Ok(())
 }

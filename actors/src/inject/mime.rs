@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use base64::Engine;
 use mail_builder::MessageBuilder;
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
 use mail_builder::mime::{BodyPart, MimePart};
@@ -109,12 +110,12 @@ pub fn build(
         .iter()
         .filter_map(|p| {
             let cid = p.content_id.as_deref()?;
-            let part = binary(p).inline().cid(cid);
-            Some(match &p.file_name {
-                Some(f) => part
-                    .header("Content-Disposition", Text::new(format!("inline; filename=\"{}\"", quoted(f)))),
-                None => part,
-            })
+            // One Content-Disposition: inline, with the file name when there is one.
+            let disposition = match &p.file_name {
+                Some(f) => ContentType::new("inline").attribute("filename", f.as_str()),
+                None => ContentType::new("inline"),
+            };
+            Some(binary(p).header("Content-Disposition", disposition).cid(cid))
         })
         .collect();
     if !inline.is_empty() {
@@ -141,10 +142,6 @@ fn single_or<'a>(multipart: &str, mut parts: Vec<MimePart<'a>>) -> MimePart<'a> 
     } else {
         MimePart::new(multipart.to_string(), parts)
     }
-}
-
-fn quoted(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The rendered raw form, completed: CRLF line ends, and the Message-ID, Date and MIME-Version
@@ -209,6 +206,8 @@ mod tests {
         assert_eq!(att.contents(), b"hello");
         let gif = msg.parts.iter().find(|p| p.content_id() == Some("logo")).expect("the inline part");
         assert!(matches!(gif.body, PartType::InlineBinary(_) | PartType::Binary(_)));
+        assert_eq!(gif.content_disposition().map(|d| d.ctype()), Some("inline"));
+        assert_eq!(data.windows(20).filter(|w| w == b"Content-Disposition:").count(), 2, "one per file part");
         assert_eq!(&gif.contents()[..3], b"GIF");
         let ct = msg.content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("mixed")));

@@ -129,22 +129,31 @@ impl Injector {
         }
 
         let mut response = InjectV1Response::default();
+        let mut ready = Vec::with_capacity(prepared.len());
         for p in prepared {
-            let (msg, queue, notes) = match p {
-                Ok(ready) => ready,
+            match p {
+                Ok((msg, queue, notes)) => {
+                    self.log_reception(&msg, &queue, &notes);
+                    ready.push((msg, queue));
+                }
                 Err(Failure { recipient, error }) => {
                     response.failed_recipients.push(recipient);
                     response.errors.push(error);
-                    continue;
                 }
-            };
-            self.log_reception(&msg, &queue, &notes);
+            }
+        }
+        // Inserts in flight together: the queue manager answers each as it comes.
+        let inserted = futures_util::future::join_all(ready.into_iter().map(|(msg, queue)| async move {
             let recipient = msg.recipients[0].clone();
-            match self.reception.insert(msg, &queue).await {
+            self.reception.insert(msg, &queue).await.map_err(|reply| (recipient, reply))
+        }))
+        .await;
+        for result in inserted {
+            match result {
                 Ok(()) => response.success_count += 1,
-                Err(reply) => {
-                    response.failed_recipients.push(recipient.clone());
+                Err((recipient, reply)) => {
                     response.errors.push(format!("{recipient}: {} {}", reply.code, reply.text));
+                    response.failed_recipients.push(recipient);
                 }
             }
         }
