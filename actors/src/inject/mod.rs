@@ -73,6 +73,9 @@ pub struct Injector {
 /// One recipient's message, or why there is none.
 type Generated = Result<Message, Failure>;
 
+/// A message that passed its event: the message, its queue, the rebinds its handler asked for.
+type Prepared = Result<(Message, String, Vec<RebindNote>), Failure>;
+
 #[derive(Debug)]
 struct Failure {
     recipient: String,
@@ -90,7 +93,7 @@ impl Injector {
 
         // Step 3, concurrently across the Reception lane's states.
         let handled = self.reception.policy.has_handler("http_message_generated");
-        let prepared: Vec<Result<(Message, String, Vec<RebindNote>), Failure>> =
+        let prepared: Vec<Prepared> =
             futures_util::future::join_all(generated.into_iter().map(|g| async move {
                 let msg = g?;
                 let recipient = msg.recipients[0].clone();

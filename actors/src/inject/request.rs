@@ -57,7 +57,7 @@ pub enum TemplateDialect {
 #[derive(Debug)]
 pub enum Content {
     Raw(String),
-    Builder(Builder),
+    Builder(Box<Builder>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,7 +145,8 @@ impl<'de> Deserialize<'de> for Content {
                 Ok(Content::Raw(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Content, A::Error> {
-                Builder::deserialize(de::value::MapAccessDeserializer::new(map)).map(Content::Builder)
+                Builder::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|b| Content::Builder(Box::new(b)))
             }
         }
         d.deserialize_any(ContentVisitor)
