@@ -367,3 +367,38 @@ fn ferry_inject_sends_a_built_or_a_raw_message() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("recipients[0].email"));
 }
+
+#[test]
+fn a_request_is_one_spool_write_and_a_render_failure_fails_only_its_recipient() {
+    // Messages are held in their queues, so the only spool writes are the injection's.
+    let policy = "kumo.on('http_message_generated', function(msg) msg:set_due('2099-01-01T00:00:00Z') end)\n";
+    let node = FerryNode::start("[http]\nmax_inject_size = \"1MiB\"\n", Some(policy));
+    let writes = || {
+        let (_, text) = ferry_integration_tests::http::get(node.http, "/api/admin/actors/v1", &[]);
+        serde_json::from_str::<Value>(&text).unwrap()["spool_writer"]["requests"].as_u64().unwrap()
+    };
+    let recipients: Vec<Value> = (0..20)
+        .map(|n| match n {
+            // Renders past max_inject_size.
+            3 => json!({"email": "big@example.com", "substitutions": {"n": 2_000_000}}),
+            // A substitution that would add a header.
+            7 => json!({"email": "sneaky@example.com", "substitutions": {"tag": "x\r\nBcc: victim@example.com"}}),
+            n => json!({"email": format!("r{n}@example.com")}),
+        })
+        .collect();
+    let body = json!({
+        "envelope_sender": "s@sender.example",
+        "recipients": recipients,
+        "substitutions": {"n": 1, "tag": "friend"},
+        "content": {"subject": "Hi {{ tag }}", "text_body": "{{ 'x' * n }} ok"},
+    });
+    let before = writes();
+    let (status, answer) = inject(&node, &body);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((&answer["success_count"], &answer["fail_count"]), (&json!(18), &json!(2)), "{answer}");
+    assert_eq!(answer["failed_recipients"], json!(["big@example.com", "sneaky@example.com"]));
+    let errors = answer["errors"].to_string();
+    assert!(errors.contains("content.text_body") && errors.contains("content.subject"), "{errors}");
+    assert_eq!(writes() - before, 1, "the 18 messages are one spool write");
+    assert_eq!(node.spool_ids().len(), 18);
+}
