@@ -4,6 +4,7 @@
 pub mod delivery;
 pub mod dkim;
 pub mod egress;
+pub mod inject;
 pub mod log_hooks;
 pub mod logging;
 pub mod metrics;

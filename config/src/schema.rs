@@ -229,6 +229,10 @@ pub struct HttpConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for `tls_certificate`.
     pub tls_private_key: Option<PathBuf>,
+    /// Largest `POST /api/inject/v1` body; a larger one is refused with 413 before it is parsed.
+    pub max_inject_size: ByteSize,
+    /// Most recipients one injection request may name (each becomes its own message).
+    pub max_inject_recipients: usize,
 }
 
 impl Default for HttpConfig {
@@ -240,6 +244,8 @@ impl Default for HttpConfig {
             bearer_token_file: None,
             tls_certificate: None,
             tls_private_key: None,
+            max_inject_size: ByteSize(20 << 20),
+            max_inject_recipients: 10_000,
         }
     }
 }
@@ -506,6 +512,12 @@ impl Config {
         }
         if self.http.bearer_token.as_deref().is_some_and(|t| t.trim().len() < 16) {
             return invalid("http.bearer_token", "must be at least 16 characters".into());
+        }
+        if !(1024..=(1 << 30)).contains(&self.http.max_inject_size.0) {
+            return invalid("http.max_inject_size", "must be between 1KiB and 1GiB".into());
+        }
+        if self.http.max_inject_recipients == 0 {
+            return invalid("http.max_inject_recipients", "must be at least 1".into());
         }
         if self.xfer.concurrency == 0 {
             return invalid("xfer.concurrency", "must be at least 1".into());

@@ -188,3 +188,16 @@ fn queue_config_retry_interval_defaults_to_a_minute_and_must_be_positive() {
         p.rendered
     );
 }
+
+#[test]
+fn inject_limits_have_defaults_and_errors_name_the_key_and_file() {
+    let c = parse("").unwrap();
+    assert_eq!((c.http.max_inject_size.0, c.http.max_inject_recipients), (20 << 20, 10_000));
+    let c = parse("[http]\nmax_inject_size = \"1MiB\"\n").unwrap();
+    assert_eq!(c.http.max_inject_size.0, 1 << 20);
+    let p = located("[http]\nmax_inject_size = \"10B\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("http.max_inject_size", Some(2)));
+    assert!(p.rendered.contains("/etc/ferry/ferry.toml"), "{}", p.rendered);
+    let p = located("[http]\nlisten = \"127.0.0.1:0\"\nmax_inject_recipients = 0\n");
+    assert_eq!((p.key.as_str(), p.line), ("http.max_inject_recipients", Some(3)));
+}

@@ -174,6 +174,8 @@ pub enum AdminCmd {
         /// A tracing EnvFilter directive, as FERRY_LOG takes.
         filter: String,
     },
+    /// Inject a message to one or more recipients over HTTP (`POST /api/inject/v1`).
+    Inject(crate::inject::InjectArgs),
     #[command(flatten)]
     ReadyQ(crate::ready_q::ReadyQCmd),
 }
@@ -400,6 +402,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("{}", pretty(&text));
         }
         AdminCmd::ReadyQ(cmd) => crate::ready_q::run(&api, cmd).await?,
+        AdminCmd::Inject(args) => crate::inject::run(&api, args).await?,
         AdminCmd::SetLogFilter { filter } => {
             let body = json!({"filter": filter});
             call(&api, Method::POST, "/api/admin/set_diagnostic_log_filter/v1", Some(body)).await?;

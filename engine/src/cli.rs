@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{admin, bench, bench_dkim, bench_spool, serve};
+use crate::{admin, bench, bench_dkim, bench_inject, bench_spool, serve};
 use ferry_config::Config;
 
 #[derive(Parser)]
@@ -49,6 +49,8 @@ enum Cmd {
     BenchDkim(bench_dkim::DkimBenchArgs),
     /// The spool alone under a relay's write pattern, before and after a backlog.
     BenchSpool(bench_spool::SpoolBenchArgs),
+    /// HTTP injection load: templated requests of many recipients; reports recipients/s spooled.
+    BenchInject(bench_inject::InjectBenchArgs),
     #[command(flatten)]
     Admin(admin::AdminCmd),
 }
@@ -98,6 +100,7 @@ pub fn main() -> ExitCode {
         Cmd::BenchSpool(args) => bench_spool::run(args),
         Cmd::BenchDkim(args) => bench_dkim::run(args),
         Cmd::BenchPolicy(args) => bench::run_policy(args),
+        Cmd::BenchInject(args) => bench_inject::run(args),
         Cmd::Admin(cmd) => admin::run(&cli.endpoint, cmd),
     };
     match result {

@@ -4,8 +4,10 @@
 mod admin;
 mod bench;
 mod bench_dkim;
+mod bench_inject;
 mod bench_spool;
 mod cli;
+mod inject;
 mod node;
 mod observe;
 mod ready_q;

@@ -291,6 +291,11 @@ async fn serve(
         trusted_hosts: Arc::new(config.http.trusted_hosts.clone()),
         token: token.map(Arc::from),
         xfer_body_limit: config.xfer.max_body_size.0 as usize,
+        injector: Arc::new(ferry_actors::inject::Injector {
+            reception: reception.clone(),
+            max_size: config.http.max_inject_size.0 as usize,
+            max_recipients: config.http.max_inject_recipients,
+        }),
         diagnostic_filter,
     };
     let http = HttpServer::new(move || {

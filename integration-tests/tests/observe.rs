@@ -164,6 +164,7 @@ fn openapi_describes_every_endpoint_and_each_described_endpoint_exists() {
         ("/metrics", "get"),
         ("/api/xfer/inject/v1", "post"),
         ("/api/xfer/inject-batch/v1", "post"),
+        ("/api/inject/v1", "post"),
     ];
     for (path, method) in expected {
         assert!(paths.get(path).and_then(|p| p.get(method)).is_some(), "{method} {path} is not described");

@@ -4,6 +4,7 @@
 mod admin;
 mod directives;
 mod errors;
+mod inject;
 mod inspect_message;
 mod log_filter;
 mod observe;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub token: Option<Arc<str>>,
     /// `[xfer] max_body_size`.
     pub xfer_body_limit: usize,
+    /// `POST /api/inject/v1`: renders, runs policy and spools through the SMTP reception path.
+    pub injector: Arc<ferry_actors::inject::Injector>,
     /// Swaps the stderr tracing filter (`set_diagnostic_log_filter`); None where the process's
     /// subscriber was not built reloadable.
     pub diagnostic_filter: Option<DiagnosticFilter>,
@@ -59,6 +62,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
             observe::routes(cfg);
             ready_queue::routes(cfg);
             xfer::routes(cfg);
+            inject::routes(cfg);
         }
     }
 }
@@ -115,7 +119,7 @@ fn api_info() -> utoipa::openapi::OpenApi {
                 .title("Ferry admin and xfer API")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "KumoMTA-compatible admin endpoints (SPEC §5), xfer inject (SPEC §4.3 and docs/xfer-protocol.md) and observation. \
+                    "KumoMTA-compatible admin endpoints (SPEC §5), HTTP injection (`/api/inject/v1`), xfer inject (SPEC §4.3 and docs/xfer-protocol.md) and observation. \
                      Every endpoint but liveness answers only http.trusted_hosts or an `Authorization: Bearer` token.",
                 ))
                 .build(),

@@ -14,7 +14,27 @@ impl PolicyState {
         msg: Message,
         auth_info: &serde_json::Value,
     ) -> (Message, Result<(), PolicyError>, Vec<super::requeue::RebindNote>) {
-        self.run_message_chain_noting("xfer_message_received", msg, None, |lua| {
+        self.run_with_auth_info("xfer_message_received", msg, auth_info)
+    }
+
+    /// `http_message_generated(msg, auth_info)`: a message made by `POST /api/inject/v1`, before
+    /// it is spooled; the same message object as `smtp_server_message_received` sees.
+    pub fn http_message_generated(
+        &self,
+        msg: Message,
+        auth_info: &serde_json::Value,
+    ) -> (Message, Result<(), PolicyError>, Vec<super::requeue::RebindNote>) {
+        self.run_with_auth_info("http_message_generated", msg, auth_info)
+    }
+
+    /// A reception event whose handlers get `(msg, auth_info)`.
+    fn run_with_auth_info(
+        &self,
+        event: &str,
+        msg: Message,
+        auth_info: &serde_json::Value,
+    ) -> (Message, Result<(), PolicyError>, Vec<super::requeue::RebindNote>) {
+        self.run_message_chain_noting(event, msg, None, |lua| {
             Ok(MultiValue::from_vec(vec![json_to_lua(lua, auth_info)?]))
         })
     }

@@ -11,7 +11,7 @@ use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_name::NULL_QUEUE;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, batch, headers};
-use crate::policy::{PolicyError, PolicyPool};
+use crate::policy::{PolicyError, PolicyPool, PolicyState, RebindNote};
 use crate::queue::{Attempt, Insert, QueueManager, Records};
 use crate::spool::{SpoolError, SpoolOp, SpoolWriter};
 use actix::Addr;
@@ -74,7 +74,17 @@ impl Reply {
 struct Part {
     msg: Message,
     queue: String,
-    rebinds: Vec<crate::policy::RebindNote>,
+    rebinds: Vec<RebindNote>,
+}
+
+/// Why a reception event did not accept a message.
+pub(crate) enum EventRefusal {
+    /// `kumo.reject(code, text)`.
+    Rejected { code: u16, text: String },
+    /// Any other handler error.
+    Failed(PolicyError),
+    /// The policy actor has stopped (shutdown).
+    Stopped,
 }
 
 impl Reception {
@@ -104,15 +114,8 @@ impl Reception {
         }
 
         // SPEC §1.5: the null queue discards at reception; nothing is spooled.
-        let puts: Vec<SpoolOp> = parts
-            .iter()
-            .filter(|p| p.queue != NULL_QUEUE)
-            .map(|p| SpoolOp::Put {
-                id: p.msg.id,
-                meta: p.msg.spool_meta().to_bytes(),
-                data: Some(p.msg.data.clone()),
-            })
-            .collect();
+        let puts: Vec<SpoolOp> =
+            parts.iter().filter(|p| p.queue != NULL_QUEUE).map(|p| SpoolOp::put(&p.msg)).collect();
         if !puts.is_empty() {
             match self.spool.commit(puts).await {
                 Ok(()) => {}
@@ -145,7 +148,7 @@ impl Reception {
         let mut refusal = None;
         for part in parts {
             let id = part.msg.id;
-            match self.insert(part).await {
+            match self.insert(part.msg, &part.queue).await {
                 Ok(()) => accepted.push(id.to_string()),
                 Err(reply) => refusal = Some(reply),
             }
@@ -191,28 +194,28 @@ impl Reception {
 
         let mut rebinds = Vec::new();
         if self.policy.has_handler("smtp_server_message_received") {
-            let call = self
-                .policy
-                .call(crate::policy::Lane::Reception, move |state| {
+            let id = msg.id;
+            let ran = self
+                .run_event(msg, |state, msg| {
                     state.run_message_chain_noting("smtp_server_message_received", msg, None, |_| {
                         Ok(mlua::MultiValue::new())
                     })
                 })
                 .await;
-            let (returned, outcome, notes) = match call {
-                Ok(triple) => triple,
-                Err(_) => return Err(Reply::new(421, "4.3.2", "Service shutting down; try again later")),
-            };
-            msg = returned;
-            rebinds = notes;
-            match outcome {
-                Ok(()) => {}
-                Err(PolicyError::Rejected { code, text }) => {
+            match ran {
+                Ok((returned, notes)) => {
+                    msg = returned;
+                    rebinds = notes;
+                }
+                Err(EventRefusal::Stopped) => {
+                    return Err(Reply::new(421, "4.3.2", "Service shutting down; try again later"));
+                }
+                Err(EventRefusal::Rejected { code, text }) => {
                     let code = if (400..600).contains(&code) { code } else { 550 };
                     return Err(Reply { code, enhanced: None, text });
                 }
-                Err(e) => {
-                    tracing::error!(id = %msg.id, error = %e, "smtp_server_message_received failed; message refused with 451");
+                Err(EventRefusal::Failed(e)) => {
+                    tracing::error!(%id, error = %e, "smtp_server_message_received failed; message refused with 451");
                     return Err(Reply::new(451, "4.3.0", "Temporary policy failure; try again later"));
                 }
             }
@@ -227,9 +230,29 @@ impl Reception {
         }
     }
 
-    /// Hand a spooled part to its queue; if the queue cannot be made, unwind it (SPEC §2.1).
-    async fn insert(&self, part: Part) -> Result<(), Reply> {
-        let Part { msg, queue, .. } = part;
+    /// Run a reception event (`smtp_server_message_received`, `http_message_generated`) on the
+    /// Reception lane: a client waits for the answer.
+    pub(crate) async fn run_event(
+        &self,
+        msg: Message,
+        run: impl FnOnce(&PolicyState, Message) -> (Message, Result<(), PolicyError>, Vec<RebindNote>)
+        + Send
+        + 'static,
+    ) -> Result<(Message, Vec<RebindNote>), EventRefusal> {
+        let (msg, outcome, notes) = self
+            .policy
+            .call(crate::policy::Lane::Reception, move |state| run(state, msg))
+            .await
+            .map_err(|_| EventRefusal::Stopped)?;
+        match outcome {
+            Ok(()) => Ok((msg, notes)),
+            Err(PolicyError::Rejected { code, text }) => Err(EventRefusal::Rejected { code, text }),
+            Err(e) => Err(EventRefusal::Failed(e)),
+        }
+    }
+
+    /// Hand a spooled message to its queue; if the queue cannot be made, unwind it (SPEC §2.1).
+    pub(crate) async fn insert(&self, msg: Message, queue: &str) -> Result<(), Reply> {
         let Some(queues) = &self.queues else { return Ok(()) };
         if queue == NULL_QUEUE {
             return Ok(());
@@ -244,8 +267,8 @@ impl Reception {
         });
         match rx.await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.unwind(kept, &queue, &e).await),
-            Err(_) => Err(self.unwind(kept, &queue, "queue manager stopped").await),
+            Ok(Err(e)) => Err(self.unwind(kept, queue, &e).await),
+            Err(_) => Err(self.unwind(kept, queue, "queue manager stopped").await),
         }
     }
 

@@ -51,6 +51,13 @@ pub enum SpoolOp {
     },
 }
 
+impl SpoolOp {
+    /// Store a whole message: meta and body.
+    pub fn put(msg: &crate::model::Message) -> SpoolOp {
+        SpoolOp::Put { id: msg.id, meta: msg.spool_meta().to_bytes(), data: Some(msg.data.clone()) }
+    }
+}
+
 enum Mail {
     Write { ops: Vec<SpoolOp>, reply: Reply },
     Stop,
