@@ -2,6 +2,7 @@
 //! and HTTP, observed through their log records (`ferry logs`) and spool (`ferry spool list`).
 
 pub mod browser;
+pub mod dkim;
 pub mod dns;
 pub mod http;
 pub mod node;

@@ -2,68 +2,13 @@
 //! verifier: Python's dkimpy, its DNS lookups answered from the test keys. Keys are made at test
 //! time with the `openssl` CLI; `.ci/run` installs dkimpy and pynacl (for ed25519).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
+
+use ferry_integration_tests::dkim::{dkimpy_verdicts, make_key};
 
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::{FerryNode, RawSmtp};
-
-fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().expect("the openssl CLI runs");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A private key PEM and its public key (SPKI DER) in `dir`.
-fn make_key(dir: &Path, name: &str, genpkey: &[&str]) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.pem"));
-    let public = dir.join(format!("{name}.pub.der"));
-    let p = private.to_str().unwrap();
-    openssl(&[genpkey, &["-out", p]].concat());
-    openssl(&["pkey", "-in", p, "-pubout", "-outform", "DER", "-out", public.to_str().unwrap()]);
-    (private, public)
-}
-
-/// Verifies every DKIM-Signature of the message on stdin; prints one PASS/FAIL line per
-/// signature. argv: pairs of `selector._domainkey.domain` and a public key file (SPKI DER).
-const VERIFY: &str = r#"
-import base64, sys, dkim
-records = {}
-for name, der_path in zip(sys.argv[1::2], sys.argv[2::2]):
-    der = open(der_path, 'rb').read()
-    if len(der) == 44:  # ed25519 SPKI: the record carries the bare 32-byte key (RFC 8463)
-        records[name] = b'v=DKIM1; k=ed25519; p=' + base64.b64encode(der[-32:])
-    else:
-        records[name] = b'v=DKIM1; k=rsa; p=' + base64.b64encode(der)
-def dnsfunc(name, timeout=5):
-    name = name.decode() if isinstance(name, bytes) else name
-    return records.get(name.rstrip('.'))
-message = sys.stdin.buffer.read()
-d = dkim.DKIM(message)
-count = sum(1 for k, _ in d.headers if k.lower() == b'dkim-signature')
-for i in range(count):
-    try:
-        print('PASS' if d.verify(idx=i, dnsfunc=dnsfunc) else 'FAIL')
-    except dkim.ValidationError as e:  # a body hash mismatch is raised, not returned
-        print('FAIL')
-"#;
-
-fn dkimpy_verdicts(message: &str, records: &[(&str, &Path)]) -> Vec<String> {
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", VERIFY]);
-    for (name, der) in records {
-        cmd.arg(name).arg(der);
-    }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), message.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkimpy failed (pip install dkimpy pynacl): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
-}
 
 fn signing_policy(sink: &SmtpSink, rsa_key: &Path, ed_key: &Path) -> String {
     format!(

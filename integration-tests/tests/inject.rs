@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use ferry_integration_tests::FerryNode;
+use ferry_integration_tests::dkim::{dkimpy_verdicts_each, make_key};
 use ferry_integration_tests::http::post;
 use ferry_integration_tests::sink::SmtpSink;
 use mail_parser::{MessageParser, MimeHeaders};
@@ -35,9 +36,16 @@ fn parse(data: &str) -> mail_parser::Message<'_> {
 }
 
 #[test]
-fn a_hundred_recipients_each_get_their_own_rendering() {
+fn a_hundred_recipients_each_get_their_own_rendering_dkim_signed() {
     let sink = SmtpSink::start();
-    let node = FerryNode::start("", Some(&route_to(&sink)));
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = make_key(keys.path(), "ed25519", &["genpkey", "-algorithm", "ed25519"]);
+    // The injection event signs, as smtp_server_message_received would.
+    let signing = format!(
+        "kumo.on('http_message_generated', function(msg)\n  msg:dkim_sign(kumo.dkim.ed25519_signer {{ domain = 'sender.example', selector = 'news', headers = {{ 'From', 'To', 'Subject' }}, key = '{}' }})\nend)\n",
+        key.display()
+    );
+    let node = FerryNode::start("", Some(&format!("{}{signing}", route_to(&sink))));
     let recipients: Vec<Value> = (0..100)
         .map(|n| json!({"email": format!("r{n}@example.com"), "name": format!("Reader {n}"), "substitutions": {"code": format!("C-{n:03}")}}))
         .collect();
@@ -82,6 +90,15 @@ fn a_hundred_recipients_each_get_their_own_rendering() {
     }
     let ids: std::collections::HashSet<&String> = seen.values().collect();
     assert_eq!(ids.len(), 100, "each message has its own Message-ID");
+    // Every rendering carries its own signature, which an independent verifier accepts.
+    let texts: Vec<&str> = delivered.iter().map(|m| m.data.as_str()).collect();
+    let verdicts = dkimpy_verdicts_each(&texts, &[("news._domainkey.sender.example", public.as_path())]);
+    assert!(verdicts.iter().all(|v| v == &["PASS"]), "{verdicts:?}");
+    let tampered = texts[0].replacen("your code is", "your code was", 1);
+    assert_eq!(
+        dkimpy_verdicts_each(&[&tampered], &[("news._domainkey.sender.example", public.as_path())]),
+        [["FAIL"]]
+    );
 
     // One Reception record per message, marked as HTTP, naming the injecting peer.
     let receptions = node.wait_records("Reception", 100);
