@@ -11,6 +11,7 @@ pub mod sink;
 pub mod smtp;
 pub mod tls;
 pub mod wait;
+pub mod webhook;
 
 pub use node::FerryNode;
 pub use smtp::RawSmtp;

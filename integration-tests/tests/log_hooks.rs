@@ -1,11 +1,14 @@
-//! Log hooks (issue #16 item 1): `kumo.configure_log_hook` in `init` turns records into messages
-//! that `should_enqueue_log_record` routes to a queue, here a custom_lua queue that appends each
-//! message's body to a file. The records about those hook messages are not hooked again.
+//! Log hooks (issue #16 items 1 and 2): `kumo.configure_log_hook` in `init` turns records into
+//! messages that `should_enqueue_log_record` routes to a queue: a custom_lua queue that appends
+//! each body to a file, or one that POSTs batches to a webhook with `kumo.http`. The records
+//! about those hook messages are not hooked again; a kill -9 loses no event; a failing webhook
+//! gets its events again later.
 
 use std::time::Duration;
 
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::smtp::queued_id;
+use ferry_integration_tests::webhook::Webhook;
 use ferry_integration_tests::{FerryNode, RawSmtp, wait_until};
 use serde_json::Value;
 
@@ -98,4 +101,160 @@ fn outcomes_become_hook_messages_delivered_by_custom_lua() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(events(&out).len(), 3, "no event about an event");
+}
+
+/// Outcomes to a webhook in batches of up to 100, as KumoMTA's batched hook example does: the
+/// webhook queue retries every second, mail to the sink once an hour.
+fn webhook_policy(sink: &SmtpSink, webhook: &Webhook) -> String {
+    format!(
+        r#"
+kumo.on('init', function()
+  kumo.configure_log_hook {{
+    name = 'webhook',
+    per_record = {{ Delivery = {{ enable = true }}, Bounce = {{ enable = true }}, TransientFailure = {{ enable = true }}, Any = {{ enable = false }} }},
+  }}
+end)
+kumo.on('should_enqueue_log_record', function(msg, hook_name)
+  if msg:get_meta('log_record').queue == 'webhook' then return false end
+  msg:set_meta('queue', 'webhook')
+  return true
+end)
+kumo.on('make.webhook', function(domain, tenant, campaign)
+  local connection = {{}}
+  local client = kumo.http.build_client {{ timeout = '10s' }}
+  function connection:send_batch(messages)
+    local payload = {{}}
+    for _, msg in ipairs(messages) do table.insert(payload, msg:get_meta('log_record')) end
+    local response = client:post('{url}'):header('Content-Type', 'application/json')
+      :body(kumo.serde.json_encode(payload)):send()
+    local disposition = string.format('%d %s: %s', response:status_code(), response:status_reason(), response:text())
+    if response:status_is_success() then return disposition end
+    kumo.reject(400, disposition)
+  end
+  return connection
+end)
+kumo.on('get_queue_config', function(domain, tenant, campaign, routing_domain)
+  if domain == 'webhook' then
+    return kumo.make_queue_config {{ retry_interval = '1s', max_retry_interval = '2s',
+      protocol = {{ custom_lua = {{ constructor = 'make.webhook', batch_size = 100 }} }} }}
+  end
+  return kumo.make_queue_config {{ retry_interval = '1h', protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{port}' }} }} }} }}
+end)
+"#,
+        url = webhook.url(),
+        port = sink.port()
+    )
+}
+
+/// Message `n`'s recipient: seven in ten delivered, two bounced (550), one deferred (450).
+fn recipient(n: usize) -> (String, &'static str) {
+    match n % 10 {
+        7 | 8 => (format!("550-{n}@example.com"), "Bounce"),
+        9 => (format!("450-{n}@example.com"), "TransientFailure"),
+        _ => (format!("ok{n}@example.com"), "Delivery"),
+    }
+}
+
+fn send_range(node: &FerryNode, range: std::ops::Range<usize>) -> Vec<(String, String, &'static str)> {
+    let mut c = RawSmtp::connect(node.smtp);
+    range
+        .map(|n| {
+            let (rcpt, outcome) = recipient(n);
+            let id = queued_id(&c.send_message("s@example.com", &[rcpt.as_str()], "Subject: e\r\n\r\nx\r\n"));
+            (id, rcpt, outcome)
+        })
+        .collect()
+}
+
+fn key(e: &Value) -> (String, String, String) {
+    (
+        e["id"].as_str().unwrap_or("").into(),
+        e["type"].as_str().unwrap_or("").into(),
+        e["event_time"].as_str().unwrap_or("").into(),
+    )
+}
+
+#[test]
+fn a_thousand_outcomes_reach_the_webhook_across_a_kill_9() {
+    let sink = SmtpSink::start();
+    let webhook = Webhook::start();
+    let mut node = FerryNode::start("", Some(&webhook_policy(&sink, &webhook)));
+    let mut sent = send_range(&node, 0..500);
+    // Kill while outcomes and their events are in flight.
+    wait_until("the first events at the webhook", Duration::from_secs(30), || {
+        (webhook.events().len() >= 50).then_some(())
+    });
+    node.kill9();
+    node.restart();
+    sent.extend(send_range(&node, 500..1000));
+
+    let expected: std::collections::HashMap<String, &str> =
+        sent.iter().map(|(id, _, o)| (id.clone(), *o)).collect();
+    let by_id = wait_until("every message's outcome at the webhook", Duration::from_secs(90), || {
+        let mut by_id: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+        for e in webhook.events() {
+            by_id.entry(e["id"].as_str().unwrap_or("").to_string()).or_default().push(e);
+        }
+        expected
+            .iter()
+            .all(|(id, outcome)| by_id.get(id).is_some_and(|evs| evs.iter().any(|e| e["type"] == *outcome)))
+            .then_some(by_id)
+    });
+
+    // No event the node did not log: each one is a record of its log, field for field.
+    let logged: std::collections::HashMap<(String, String, String), Value> =
+        node.records().into_iter().map(|r| (key(&r), r)).collect();
+    let events = webhook.events();
+    for e in &events {
+        let record = logged.get(&key(e)).unwrap_or_else(|| panic!("an event the node never logged: {e}"));
+        assert_eq!(record["response"], e["response"], "{e}");
+        assert_eq!(record["bounce_classification"], e["bounce_classification"], "{e}");
+    }
+    // Each delivery reported happened at the sink, and each delivered message is reported.
+    let delivered_at_sink: std::collections::HashMap<String, usize> =
+        sink.messages().iter().fold(std::collections::HashMap::new(), |mut m, msg| {
+            *m.entry(msg.rcpt_to[0].clone()).or_default() += 1;
+            m
+        });
+    for (id, rcpt, outcome) in &sent {
+        let deliveries: std::collections::HashSet<_> =
+            by_id[id].iter().filter(|e| e["type"] == "Delivery").map(key).collect();
+        if *outcome == "Delivery" {
+            let at_sink = delivered_at_sink.get(rcpt).copied().unwrap_or(0);
+            assert!(
+                !deliveries.is_empty() && deliveries.len() <= at_sink,
+                "{id} {rcpt}: {} reported, {at_sink} at the sink",
+                deliveries.len()
+            );
+        } else {
+            assert!(deliveries.is_empty(), "{id} {rcpt} was never delivered");
+        }
+    }
+    // A repeat (a batch POSTed again after the kill) is the same event, not a new one.
+    let distinct: std::collections::HashSet<_> = events.iter().map(key).collect();
+    assert!(events.len() - distinct.len() <= 200, "{} repeats", events.len() - distinct.len());
+    assert!(
+        node.records().iter().all(|r| r["type"] != "Bounce" || r["queue"] != "webhook"),
+        "no webhook batch bounced"
+    );
+}
+
+#[test]
+fn a_webhook_answering_500_gets_its_events_later() {
+    let sink = SmtpSink::start();
+    let webhook = Webhook::failing_first(3);
+    let node = FerryNode::start("", Some(&webhook_policy(&sink, &webhook)));
+    let sent = send_range(&node, 0..20);
+    wait_until("all 20 outcomes at the webhook", Duration::from_secs(60), || {
+        let got: std::collections::HashSet<String> =
+            webhook.events().iter().map(|e| e["id"].as_str().unwrap_or("").to_string()).collect();
+        sent.iter().all(|(id, _, _)| got.contains(id)).then_some(())
+    });
+    assert!(webhook.requests() > 3, "the failed requests were retried");
+    let deferred = node
+        .records()
+        .into_iter()
+        .filter(|r| r["type"] == "TransientFailure" && r["queue"] == "webhook")
+        .count();
+    assert!(deferred >= 1, "a 500 from the webhook defers the hook messages");
 }

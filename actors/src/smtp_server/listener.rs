@@ -67,10 +67,11 @@ fn admit(open: &Arc<Mutex<Open>>, ip: IpAddr, limits: Limits) -> Option<Slot> {
 
 /// Tell a client over the limits to come back later, without waiting on it: the reply fits any
 /// socket buffer, and a client that is not reading loses nothing it could have used.
+/// Counted before the reply, so a client that has read the 421 finds it counted.
 fn refuse(stream: TcpStream, hostname: &str) {
+    crate::metrics::metrics().connections_denied.fetch_add(1, Ordering::Relaxed);
     let reply = format!("421 4.3.2 {hostname} Too many connections, try again later\r\n");
     let _ = stream.try_write(reply.as_bytes());
-    crate::metrics::metrics().connections_denied.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Accept until `shutdown` turns true. Each session holds a clone of `done`; when the receiver
