@@ -386,3 +386,30 @@ end)
     result.unwrap();
     assert_eq!(msg.get_meta("due"), Some(&serde_json::json!("2999-01-01T00:00:00+00:00")));
 }
+
+#[test]
+fn kumo_http_outside_a_custom_lua_connection_says_where_it_works() {
+    let state =
+        policy("kumo.on('smtp_server_message_received', function(msg)\n  kumo.http.build_client {}\nend)\n")
+            .unwrap();
+    let (_, result) = received(&state, message("Subject: x\r\n\r\nx\r\n"));
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("test.lua:2") && e.contains("custom_lua"), "{e}");
+}
+
+#[test]
+fn configure_log_hook_checks_its_parameters() {
+    for (params, want) in [
+        ("{ name = 'h', per_record = { Deliveries = { enable = true } } }", "Deliveries"),
+        ("{ name = 'h', colour = 'red' }", "colour"),
+        ("{ name = '' }", "name"),
+    ] {
+        let state = policy(&format!(
+            "kumo.on('smtp_server_message_received', function(msg)\n  kumo.configure_log_hook {params}\nend)\n"
+        ))
+        .unwrap();
+        let (_, result) = received(&state, message("Subject: x\r\n\r\nx\r\n"));
+        let e = result.unwrap_err().to_string();
+        assert!(e.contains("configure_log_hook") && e.contains(want), "{params}: {e}");
+    }
+}

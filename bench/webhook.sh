@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Relay with and without a log hook that POSTs every Delivery to a webhook in batches of 100
+# (KumoMTA's batched-hook pattern: configure_log_hook -> should_enqueue_log_record -> a custom_lua
+# queue with kumo.http). Reports the relay rate of both and the rate the webhook received events.
+# The webhook is a small Python server that counts the records in each POSTed JSON array.
+# Usage: bench/webhook.sh [messages] [rounds]      default: 20000 messages, 2 rounds, 4 KB
+set -euo pipefail
+cd "$(dirname "$0")/.."
+messages=${1:-20000}
+rounds=${2:-2}
+cargo build --release --bin ferry --bin smtp-sink >/dev/null
+bin=$PWD/target/release
+work=$(mktemp -d /tmp/ferry-webhook.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+. bench/lib.sh
+
+# The webhook: counts events, remembers when the first and the last arrived.
+cat > "$work/webhook.py" <<'PY'
+import json, sys, time, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+state = {"events": 0, "first": 0.0, "last": 0.0}
+lock = threading.Lock()
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *a): pass
+    def do_POST(self):
+        n = len(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        with lock:
+            now = time.time()
+            state["first"] = state["first"] or now
+            state["events"] += n
+            state["last"] = now
+        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
+    def do_GET(self):
+        with lock:
+            body = json.dumps(state).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+open(sys.argv[1], "w").write(str(s.server_address[1]))
+s.serve_forever()
+PY
+
+HOOK='
+kumo.on("init", function()
+  kumo.configure_log_hook { name = "webhook", per_record = { Delivery = { enable = true }, Any = { enable = false } } }
+end)
+kumo.on("should_enqueue_log_record", function(msg)
+  if msg:get_meta("log_record").queue == "webhook" then return false end
+  msg:set_meta("queue", "webhook")
+  return true
+end)
+kumo.on("make.webhook", function()
+  local connection = {}
+  local client = kumo.http.build_client {}
+  function connection:send_batch(messages)
+    local payload = {}
+    for _, msg in ipairs(messages) do table.insert(payload, msg:get_meta("log_record")) end
+    local r = client:post("URL"):header("Content-Type", "application/json"):body(kumo.serde.json_encode(payload)):send()
+    if r:status_is_success() then return "ok" end
+    kumo.reject(400, r:text())
+  end
+  return connection
+end)
+'
+
+run() {
+  local label=$1 round=$2 dir=$work/$1-$2
+  rm -f "$work/port"
+  python3 "$work/webhook.py" "$work/port" & pids+=("$!")
+  local hook_pid=$!
+  until [ -s "$work/port" ]; do sleep 0.05; done
+  local url="http://127.0.0.1:$(cat "$work/port")/events"
+  start_relay_sink "$bin" "$dir/sink"
+  if [ "$label" = hooked ]; then
+    # The webhook queue first, so the relay's catch-all handler does not claim it.
+    { echo "kumo.on('get_queue_config', function(domain) if domain == 'webhook' then return kumo.make_queue_config { protocol = { custom_lua = { constructor = 'make.webhook', batch_size = 100 } } } end end)";
+      cat "$dir/sink/policy.lua"; echo "${HOOK//URL/$url}"; } > "$dir/policy.lua"
+  else
+    cp "$dir/sink/policy.lua" "$dir/policy.lua"
+  fi
+  start_ferry "$bin/ferry" "$dir" "$dir/policy.lua"
+  local start end
+  start=$(date +%s.%N)
+  "$bin/ferry" bench-smtp --target "$FERRY_SMTP" --messages "$messages" --concurrency 50 --size 4096 >/dev/null
+  until [ "$(cat "$dir/sink/count" 2>/dev/null || echo 0)" -ge "$messages" ]; do sleep 0.02; done
+  end=$(date +%s.%N)
+  local events="" 
+  if [ "$label" = hooked ]; then
+    until [ "$(curl -s "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')" -ge "$messages" ]; do sleep 0.05; done
+    events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"; webhook: {s[\"events\"]} events at {s[\"events\"]/max(s[\"last\"]-s[\"first\"],1e-9):.0f} events/s")')
+  fi
+  python3 -c "import sys; n=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'{sys.argv[4]:7}: {n} x 4 KB relayed in {t:.2f}s: {n/t:.0f} msgs/s{sys.argv[5]}')" "$messages" "$start" "$end" "$label" "$events"
+  kill -TERM "$FERRY_PID" "$SINK_PID" "$hook_pid"; wait "$FERRY_PID" "$SINK_PID" "$hook_pid" 2>/dev/null || true
+}
+
+for r in $(seq 1 "$rounds"); do
+  run plain "$r"
+  run hooked "$r"
+done
