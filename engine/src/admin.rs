@@ -68,9 +68,10 @@ pub enum AdminCmd {
         /// Recorded in the AdminRebind record of every moved message.
         #[arg(long)]
         reason: String,
-        /// HTTP listener of the destination node, e.g. http://10.0.0.2:8000
-        #[arg(long)]
-        target: String,
+        /// HTTP listener of the destination node, e.g. http://10.0.0.2:8000. Give it several times
+        /// to drain over several peers: each matched queue goes whole to one of them.
+        #[arg(long, required = true)]
+        target: Vec<String>,
         /// Follow the transfer with a progress display until every moved message has left this
         /// node; exit 1 if any was left behind (cancelled, re-routed, bounced, expired).
         #[arg(long)]
@@ -294,8 +295,12 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             let sweep = wait.then(uuid::Uuid::new_v4);
             let mut body = json!({
                 "domain": selection.domain, "routing_domain": selection.routing_domain, "campaign": selection.campaign,
-                "tenant": selection.tenant, "queue_names": selection.queues, "reason": reason, "target": target,
+                "tenant": selection.tenant, "queue_names": selection.queues, "reason": reason, "target": target[0],
             });
+            // KumoMTA's `target` for the first; Ferry's `targets` when there are more.
+            if target.len() > 1 {
+                body["targets"] = json!(target[1..]);
+            }
             if let Some(id) = sweep {
                 body["sweep_id"] = json!(id);
             }

@@ -137,7 +137,13 @@ struct XferRequest {
     #[serde(default)]
     queue_names: Vec<String>,
     reason: String,
-    target: String,
+    /// KumoMTA's single target; optional when `targets` is given.
+    #[serde(default)]
+    target: Option<String>,
+    /// Ferry extension: drain over several peers, each matched scheduled queue going whole to one
+    /// of them (rendezvous hashing by queue name). Combined with `target` if both are given.
+    #[serde(default)]
+    targets: Vec<String>,
     /// Ferry extension: an id the client chose to follow the sweep by
     /// (`GET /api/admin/xfer/status/v1?id=`); the reply stays `{}` as in SPEC §4.5.
     #[serde(default)]
@@ -149,10 +155,19 @@ struct XferRequest {
 #[post("/api/admin/xfer/v1")]
 async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpResponse {
     let body = body.into_inner();
-    let xfer_queue = match ferry_actors::model::xfer::queue_for_target(&body.target) {
-        Ok(q) => q,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
+    let mut targets: Vec<String> = body.target.iter().cloned().collect();
+    targets.extend(body.targets.iter().cloned());
+    if targets.is_empty() {
+        return json_error(StatusCode::BAD_REQUEST, "target: missing (or give targets: [...])");
+    }
+    let mut xfer_queues = Vec::with_capacity(targets.len());
+    for t in &targets {
+        match ferry_actors::model::xfer::queue_for_target(t) {
+            Ok(q) if !xfer_queues.contains(&q) => xfer_queues.push(q),
+            Ok(_) => {}
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
     let criteria = Criteria {
         campaign: body.campaign,
         tenant: body.tenant,
@@ -166,10 +181,15 @@ async fn xfer(state: web::Data<AppState>, body: web::Json<XferRequest>) -> HttpR
         return json_error(StatusCode::CONFLICT, format!("sweep_id {id} is already in use"));
     }
     // Registered before the reply, so the client can follow it at once.
-    let sweep = state.services.sweeps.begin(body.sweep_id, &body.target, &xfer_queue, &body.reason);
+    let sweep = state.services.sweeps.begin(
+        body.sweep_id,
+        &targets.join(", "),
+        &xfer_queues.join(", "),
+        &body.reason,
+    );
     state.queues.do_send(ferry_actors::xfer::admin::AdminXfer {
         criteria,
-        xfer_queue,
+        xfer_queues,
         reason: body.reason,
         sweep,
     });

@@ -146,6 +146,26 @@ pub fn derive_id(src: &MessageId, node: &[u8; 6]) -> MessageId {
     }
 }
 
+/// Which of several drain targets a scheduled queue goes to: rendezvous (highest random weight)
+/// hashing of the queue name and each target, so a queue always goes whole to one target, the
+/// choice is the same on every node and every run, and adding or removing a target moves only
+/// the queues that must move. FNV-1a, not std's hasher: the choice must not change with the
+/// Rust version.
+pub fn pick_target(queue: &str, targets: &[String]) -> usize {
+    let weight = |target: &str| {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in queue.bytes().chain([0xff]).chain(target.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        // FNV's low bits mix poorly for short inputs; a final avalanche step spreads them.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^ (h >> 33)
+    };
+    (0..targets.len()).max_by_key(|&i| (weight(&targets[i]), std::cmp::Reverse(i))).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +260,32 @@ mod tests {
         let b = derive_id(&src, &same_node);
         assert_ne!(b, src, "a shared node field steps the clock sequence");
         assert_eq!(b.created(), src.created());
+    }
+
+    #[test]
+    fn queues_spread_whole_and_stably_over_drain_targets() {
+        let targets: Vec<String> =
+            ["http://a:8000/", "http://b:8000/", "http://c:8000/"].map(String::from).to_vec();
+        let queues: Vec<String> = (0..3000).map(|n| format!("d{n}.example.com")).collect();
+        let picks: Vec<usize> = queues.iter().map(|q| pick_target(q, &targets)).collect();
+        // Every target gets a fair share (3000 queues, expect ~1000 each).
+        for t in 0..3 {
+            let n = picks.iter().filter(|&&p| p == t).count();
+            assert!((800..1200).contains(&n), "target {t}: {n}");
+        }
+        // The same answer every time, whatever the targets' order.
+        let reversed: Vec<String> = targets.iter().rev().cloned().collect();
+        for (q, &p) in queues.iter().zip(&picks) {
+            assert_eq!(pick_target(q, &targets), p);
+            assert_eq!(reversed[pick_target(q, &reversed)], targets[p]);
+        }
+        // Removing target c moves only c's queues.
+        let two = &targets[..2];
+        for (q, &p) in queues.iter().zip(&picks) {
+            if p < 2 {
+                assert_eq!(pick_target(q, two), p, "{q} moved although its target stayed");
+            }
+        }
+        assert_eq!(pick_target("q", &targets[..1]), 0);
     }
 }

@@ -7,17 +7,18 @@ use serde_json::json;
 
 use crate::model::admin::Criteria;
 use crate::model::insert_context::{InsertContext, InsertReason};
-use crate::model::xfer::{is_xfer_queue, save_info};
+use crate::model::xfer::{is_xfer_queue, pick_target, save_info};
 use crate::model::{Message, MessageId};
 use crate::queue::requeue::{save_all, save_meta};
 use crate::queue::{DrainWaiting, Insert, MatchingQueues, QueueManager, Services};
 
-/// `POST /api/admin/xfer/v1`, after validation: `xfer_queue` is the target's xfer queue.
+/// `POST /api/admin/xfer/v1`, after validation: `xfer_queues` are the targets' xfer queues
+/// (one, or several for a drain spread over peers: each scheduled queue goes whole to one).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct AdminXfer {
     pub criteria: Criteria,
-    pub xfer_queue: String,
+    pub xfer_queues: Vec<String>,
     pub reason: String,
     /// The progress record (`Sweeps::begin`) this sweep reports to.
     pub sweep: uuid::Uuid,
@@ -36,19 +37,22 @@ pub async fn run(services: Services, queues: Addr<QueueManager>, req: AdminXfer)
         }
     };
     let mut moved = 0usize;
-    for (name, addr) in matching.into_iter().filter(|(n, _)| n.as_str() != req.xfer_queue) {
+    // A target's own xfer queue is not moved to it (nor to another target: that is a re-target,
+    // which the operator asks for by naming that queue alone).
+    for (name, addr) in matching.into_iter().filter(|(n, _)| !req.xfer_queues.contains(n)) {
+        let to = &req.xfer_queues[pick_target(&name, &req.xfer_queues)];
         let ids = addr.send(DrainWaiting).await.unwrap_or_default();
         for chunk in ids.chunks(CHUNK) {
-            moved += rebind(&services, chunk, &name, &req).await;
+            moved += rebind(&services, chunk, &name, to, &req).await;
         }
     }
     services.sweeps.end_sweep(req.sweep);
-    tracing::info!(target_queue = %req.xfer_queue, moved, reason = %req.reason, "admin xfer: messages moved to the xfer queue");
+    tracing::info!(targets = ?req.xfer_queues, moved, reason = %req.reason, "admin xfer: messages moved to the xfer queues");
 }
 
 /// Move drained messages into the xfer queue: save_info and the new queue, durably, in one
 /// commit; then AdminRebind and insert. Returns how many were moved.
-async fn rebind(services: &Services, ids: &[MessageId], from: &str, req: &AdminXfer) -> usize {
+async fn rebind(services: &Services, ids: &[MessageId], from: &str, to: &str, req: &AdminXfer) -> usize {
     let mut msgs = Vec::with_capacity(ids.len());
     for &id in ids {
         let meta = match services.spool.load_meta(&id) {
@@ -63,14 +67,14 @@ async fn rebind(services: &Services, ids: &[MessageId], from: &str, req: &AdminX
         if !is_xfer_queue(from) {
             save_info(&mut msg);
         }
-        msg.set_meta("queue", json!(req.xfer_queue));
+        msg.set_meta("queue", json!(to));
         msg.due = None;
         msgs.push(msg);
     }
     save_all(services, &msgs).await;
     let moved = msgs.len();
     for msg in msgs {
-        services.logger.rebind(&msg, from, &req.xfer_queue, &req.reason);
+        services.logger.rebind(&msg, from, to, &req.reason);
         services.sweeps.captured(req.sweep, msg.id);
         services.queues.do_send(Insert {
             msg,
