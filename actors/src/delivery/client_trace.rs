@@ -18,7 +18,7 @@ use crate::smtp_trace::CLIENT;
 /// The ready queue a connection serves, for its trace (empty in unit tests of the client).
 #[derive(Debug, Clone, Default)]
 pub struct TraceLabels {
-    /// `<source>-><site>`, e.g. `unspecified->mx:example.com@smtp_client`.
+    /// e.g. `unspecified->mx:example.com@smtp_client`.
     pub ready_queue: String,
     pub egress_source: String,
     pub egress_pool: String,

@@ -281,7 +281,7 @@ pub(crate) async fn connection(
         let Some(msg) = take(&services, &item).await else { continue };
         if client.is_none() {
             let trace = super::smtp_client::TraceLabels {
-                ready_queue: format!("{}->{site}", source.name),
+                ready_queue: site.clone(),
                 egress_source: source.name.clone(),
                 egress_pool: item.config.egress_pool.clone(),
             };
