@@ -144,8 +144,12 @@ async fn follow(
 ) -> anyhow::Result<()> {
     use std::io::Write;
     let url = format!("{}{path}", api.base);
-    let (_, mut conn) =
-        api.websocket(&url).max_frame_size(1 << 20).connect().await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let (_, mut conn) = api
+        .websocket(&url)
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
     conn.send(ws::Message::Text(serde_json::to_string(request)?.into())).await?;
     eprintln!("ferry: tracing {what} at {url} (subscribed; Ctrl-C to stop)");
     while let Some(frame) = conn.next().await {

@@ -29,7 +29,8 @@ impl RawSmtp {
 
     /// Connect from a chosen local address (any 127.0.0.0/8 address works on loopback).
     pub fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> RawSmtp {
-        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
         socket.bind(&SocketAddr::new(local, 0).into()).expect("bind the local address");
         socket.connect(&addr.into()).expect("connect to ferry");
         let stream: TcpStream = socket.into();

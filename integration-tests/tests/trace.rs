@@ -46,7 +46,8 @@ fn server_trace_shows_the_conversation_of_the_traced_source_only() {
     assert_eq!(hidden.cmd("QUIT").code, 221);
 
     let mut c = RawSmtp::connect(node.smtp);
-    let reply = c.send_message("sender@example.com", &["rcpt@example.com"], "Subject: traced\r\n\r\nsecret body\r\n");
+    let reply =
+        c.send_message("sender@example.com", &["rcpt@example.com"], "Subject: traced\r\n\r\nsecret body\r\n");
     assert_eq!(reply.code, 250, "{reply:?}");
     let id = queued_id(&reply);
     // Credentials never reach a trace (refused here without TLS, but read and traced all the same).
@@ -56,7 +57,10 @@ fn server_trace_shows_the_conversation_of_the_traced_source_only() {
     let events = trace.wait_for("the traced session to close", |events| {
         events.iter().any(|e| e["payload"] == "Closed" && from(e).starts_with("127.0.0.1:"))
     });
-    assert!(events.iter().all(|e| !from(e).starts_with("127.0.0.2:")), "filtered-out session shown: {events:#?}");
+    assert!(
+        events.iter().all(|e| !from(e).starts_with("127.0.0.2:")),
+        "filtered-out session shown: {events:#?}"
+    );
     assert!(!events.iter().any(|e| e.to_string().contains("hidden.test")));
 
     // One session, in order: greeting, EHLO, MAIL, RCPT, DATA, the content by size only, the 250
@@ -94,15 +98,20 @@ fn client_trace_shows_the_delivery_conversation_with_the_sink() {
     let trace = TraceCli::start(&node, &["trace-smtp-client", "--domain", "example.com"]);
 
     let mut c = RawSmtp::connect(node.smtp);
-    let reply = c.send_message("sender@example.com", &["rcpt@example.com"], "Subject: out\r\n\r\nsecret body\r\n");
+    let reply =
+        c.send_message("sender@example.com", &["rcpt@example.com"], "Subject: out\r\n\r\nsecret body\r\n");
     assert_eq!(reply.code, 250, "{reply:?}");
-    let reply = c.transaction("sender@example.com", &["someone@filtered.example"], "Subject: no\r\n\r\nx\r\n");
+    let reply =
+        c.transaction("sender@example.com", &["someone@filtered.example"], "Subject: no\r\n\r\nx\r\n");
     assert_eq!(reply.code, 250, "{reply:?}");
     sink.wait_messages(2);
 
     let events = trace.wait_for("the delivery's final reply", |events| {
-        events.iter().any(|e| e["conn_meta"]["recipient"] == "rcpt@example.com" && payload_text(e, "Read").is_some_and(|t| t.starts_with("250 ")) && e["payload"].get("Read").is_some())
-            && events.iter().any(|e| e["payload"].get("AbbreviatedWrite").is_some())
+        events.iter().any(|e| {
+            e["conn_meta"]["recipient"] == "rcpt@example.com"
+                && payload_text(e, "Read").is_some_and(|t| t.starts_with("250 "))
+                && e["payload"].get("Read").is_some()
+        }) && events.iter().any(|e| e["payload"].get("AbbreviatedWrite").is_some())
     });
     let begin = events.iter().find(|e| e["payload"] == "BeginSession").expect("BeginSession");
     let meta = &begin["conn_meta"];

@@ -41,8 +41,11 @@ async fn trace_smtp_client(req: HttpRequest, body: web::Payload) -> actix_web::R
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// Read the filter, then forward what it admits until either side goes away.
-async fn relay<F>(mut session: actix_ws::Session, stream: actix_ws::MessageStream, mut events: Subscription<F::Event>)
-where
+async fn relay<F>(
+    mut session: actix_ws::Session,
+    stream: actix_ws::MessageStream,
+    mut events: Subscription<F::Event>,
+) where
     F: TraceFilter + DeserializeOwned,
     F::Event: Clone + Serialize + 'static,
 {
@@ -53,7 +56,9 @@ where
                 Ok(f) => break f,
                 Err(e) => {
                     let description = format!("invalid trace request: {e}");
-                    let _ = session.close(Some(CloseReason { code: CloseCode::Invalid, description: Some(description) })).await;
+                    let _ = session
+                        .close(Some(CloseReason { code: CloseCode::Invalid, description: Some(description) }))
+                        .await;
                     return;
                 }
             },

@@ -96,9 +96,11 @@ impl ClientTrace {
                 many => json!(many),
             };
             meta["domain"] = json!(parts.domain);
-            for (key, value) in
-                [("campaign", parts.campaign), ("tenant", parts.tenant), ("routing_domain", parts.routing_domain)]
-            {
+            for (key, value) in [
+                ("campaign", parts.campaign),
+                ("tenant", parts.tenant),
+                ("routing_domain", parts.routing_domain),
+            ] {
                 if let Some(v) = value {
                     meta[key] = json!(v);
                 }

@@ -81,9 +81,15 @@ pub enum ServerTracePayload {
     Read(String),
     /// Replies as written, possibly several pipelined ones.
     Write(String),
-    Diagnostic { level: String, message: String },
+    Diagnostic {
+        level: String,
+        message: String,
+    },
     /// A read shortened by `terse`, or the DATA content (never traced): a snippet and the size.
-    AbbreviatedRead { snippet: String, len: usize },
+    AbbreviatedRead {
+        snippet: String,
+        len: usize,
+    },
 }
 
 /// One outbound trace event (KumoMTA's `TraceSmtpClientV1Event`).
@@ -103,10 +109,16 @@ pub enum ClientTracePayload {
     Read(String),
     /// Command lines as written.
     Write(String),
-    Diagnostic { level: String, message: String },
+    Diagnostic {
+        level: String,
+        message: String,
+    },
     MessageObtained,
     /// A write shortened by `terse`, or the DATA content (never traced): a snippet and the size.
-    AbbreviatedWrite { snippet: String, len: usize },
+    AbbreviatedWrite {
+        snippet: String,
+        len: usize,
+    },
 }
 
 /// The IP of an address-valued `conn_meta` property ("1.2.3.4:25" or "1.2.3.4").
@@ -232,7 +244,8 @@ fn lagged_message(missed: u64) -> String {
 impl TraceFilter for ServerTraceRequest {
     type Event = ServerTraceEvent;
     fn view(&self, e: ServerTraceEvent) -> Option<ServerTraceEvent> {
-        self.admits(&e.conn_meta).then(|| ServerTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
+        self.admits(&e.conn_meta)
+            .then(|| ServerTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
     }
     fn lagged(missed: u64) -> ServerTraceEvent {
         let message = lagged_message(missed);
@@ -244,7 +257,8 @@ impl TraceFilter for ServerTraceRequest {
 impl TraceFilter for ClientTraceRequest {
     type Event = ClientTraceEvent;
     fn view(&self, e: ClientTraceEvent) -> Option<ClientTraceEvent> {
-        self.admits(&e.conn_meta).then(|| ClientTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
+        self.admits(&e.conn_meta)
+            .then(|| ClientTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
     }
     fn lagged(missed: u64) -> ClientTraceEvent {
         let message = lagged_message(missed);
@@ -304,7 +318,8 @@ mod tests {
 
     #[test]
     fn the_request_reads_kumomta_json() {
-        let req: ServerTraceRequest = serde_json::from_str(r#"{"source_addr":["127.0.0.1/32"],"terse":true}"#).unwrap();
+        let req: ServerTraceRequest =
+            serde_json::from_str(r#"{"source_addr":["127.0.0.1/32"],"terse":true}"#).unwrap();
         assert_eq!(req.source_addr, cidrs(&["127.0.0.1"]));
         assert!(req.terse);
         let req: ClientTraceRequest = serde_json::from_str(r#"{"domain":["example.com"]}"#).unwrap();
@@ -359,7 +374,10 @@ mod tests {
         assert_eq!(p, ServerTracePayload::AbbreviatedRead { snippet: "EHLO x".into(), len: text.len() });
         let one = ServerTracePayload::Read("QUIT\r\n".into());
         assert_eq!(one.clone().for_subscriber(true), one, "one line: nothing to abbreviate");
-        assert_eq!(ServerTracePayload::Read(text.into()).for_subscriber(false), ServerTracePayload::Read(text.into()));
+        assert_eq!(
+            ServerTracePayload::Read(text.into()).for_subscriber(false),
+            ServerTracePayload::Read(text.into())
+        );
         let w = ClientTracePayload::Write(text.into()).for_subscriber(true);
         assert_eq!(w, ClientTracePayload::AbbreviatedWrite { snippet: "EHLO x".into(), len: text.len() });
     }
@@ -384,12 +402,17 @@ mod tests {
     #[test]
     fn events_serialize_as_kumomta_does() {
         let when = "2026-12-02T10:00:00Z".parse().unwrap();
-        let e = ServerTraceEvent { conn_meta: json!({}), payload: ServerTracePayload::Read("QUIT\r\n".into()), when };
+        let e = ServerTraceEvent {
+            conn_meta: json!({}),
+            payload: ServerTracePayload::Read("QUIT\r\n".into()),
+            when,
+        };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["payload"], json!({"Read": "QUIT\r\n"}));
         let c = serde_json::to_value(ServerTracePayload::Connected).unwrap();
         assert_eq!(c, json!("Connected"));
-        let a = serde_json::to_value(ClientTracePayload::AbbreviatedWrite { snippet: "x".into(), len: 9 }).unwrap();
+        let a = serde_json::to_value(ClientTracePayload::AbbreviatedWrite { snippet: "x".into(), len: 9 })
+            .unwrap();
         assert_eq!(a, json!({"AbbreviatedWrite": {"snippet": "x", "len": 9}}));
     }
 }

@@ -408,7 +408,9 @@ impl Session {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line = self.buf.split_to(i + 1);
-                trace::publish(&self.conn, || ServerTracePayload::Read(smtp_trace::REDACTED_AUTH_LINE.into()));
+                trace::publish(&self.conn, || {
+                    ServerTracePayload::Read(smtp_trace::REDACTED_AUTH_LINE.into())
+                });
                 let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
                 if text == "*" {
                     self.reply("501 5.7.0 Authentication cancelled");
