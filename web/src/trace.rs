@@ -6,7 +6,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason};
-use ferry_actors::model::smtp_trace::{ClientTraceRequest, ServerTraceRequest, TraceFilter};
+use ferry_actors::model::smtp_trace::{ClientTraceRequest, ServerTraceRequest, TraceEvent, TraceFilter};
 use ferry_actors::smtp_trace::{CLIENT, SERVER, Subscription, Traced};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -44,10 +44,10 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 async fn relay<F>(
     mut session: actix_ws::Session,
     stream: actix_ws::MessageStream,
-    mut events: Subscription<F::Event>,
+    mut events: Subscription<TraceEvent<F::Payload>>,
 ) where
     F: TraceFilter + DeserializeOwned,
-    F::Event: Clone + Serialize + 'static,
+    TraceEvent<F::Payload>: Clone + Serialize + 'static,
 {
     let mut stream = stream.max_frame_size(MAX_CLIENT_MESSAGE).aggregate_continuations();
     let filter: F = loop {

@@ -65,13 +65,19 @@ fn is_false(b: &bool) -> bool {
     !b
 }
 
-/// One inbound trace event (KumoMTA's `TraceSmtpV1Event`).
+/// One trace event: which connection (`conn_meta`, Null for a notice to the subscriber), what,
+/// and when.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ServerTraceEvent {
+pub struct TraceEvent<P> {
     pub conn_meta: Value,
-    pub payload: ServerTracePayload,
+    pub payload: P,
     pub when: DateTime<Utc>,
 }
+
+/// One inbound trace event (KumoMTA's `TraceSmtpV1Event`).
+pub type ServerTraceEvent = TraceEvent<ServerTracePayload>;
+/// One outbound trace event (KumoMTA's `TraceSmtpClientV1Event`).
+pub type ClientTraceEvent = TraceEvent<ClientTracePayload>;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ServerTracePayload {
@@ -90,14 +96,6 @@ pub enum ServerTracePayload {
         snippet: String,
         len: usize,
     },
-}
-
-/// One outbound trace event (KumoMTA's `TraceSmtpClientV1Event`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ClientTraceEvent {
-    pub conn_meta: Value,
-    pub payload: ClientTracePayload,
-    pub when: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -204,8 +202,15 @@ pub fn abbreviate(text: &str) -> Option<(String, usize)> {
     Some((first.to_string(), text.len()))
 }
 
-impl ServerTracePayload {
-    pub fn for_subscriber(self, terse: bool) -> Self {
+/// What the two sides' payloads have in common.
+pub trait TracePayload: Sized {
+    /// The payload as a subscriber asking for `terse` sees it.
+    fn for_subscriber(self, terse: bool) -> Self;
+    fn diagnostic(level: &str, message: String) -> Self;
+}
+
+impl TracePayload for ServerTracePayload {
+    fn for_subscriber(self, terse: bool) -> Self {
         match self {
             ServerTracePayload::Read(text) if terse => match abbreviate(&text) {
                 Some((snippet, len)) => ServerTracePayload::AbbreviatedRead { snippet, len },
@@ -214,10 +219,13 @@ impl ServerTracePayload {
             other => other,
         }
     }
+    fn diagnostic(level: &str, message: String) -> Self {
+        ServerTracePayload::Diagnostic { level: level.into(), message }
+    }
 }
 
-impl ClientTracePayload {
-    pub fn for_subscriber(self, terse: bool) -> Self {
+impl TracePayload for ClientTracePayload {
+    fn for_subscriber(self, terse: bool) -> Self {
         match self {
             ClientTracePayload::Write(text) if terse => match abbreviate(&text) {
                 Some((snippet, len)) => ClientTracePayload::AbbreviatedWrite { snippet, len },
@@ -226,44 +234,50 @@ impl ClientTracePayload {
             other => other,
         }
     }
+    fn diagnostic(level: &str, message: String) -> Self {
+        ClientTracePayload::Diagnostic { level: level.into(), message }
+    }
 }
 
 /// A subscriber's side of a trace: what it asked for decides which events it gets and how.
 pub trait TraceFilter {
-    type Event;
-    /// The event as this subscriber sees it, or None if its filter excludes it.
-    fn view(&self, event: Self::Event) -> Option<Self::Event>;
-    /// The notice a subscriber gets when it fell behind and lost `missed` events.
-    fn lagged(missed: u64) -> Self::Event;
-}
+    type Payload: TracePayload;
+    fn admits(&self, conn_meta: &Value) -> bool;
+    fn terse(&self) -> bool;
 
-fn lagged_message(missed: u64) -> String {
-    format!("Tracer Lagged behind and missed {missed} events")
+    /// The event as this subscriber sees it, or None if its filter excludes it.
+    fn view(&self, e: TraceEvent<Self::Payload>) -> Option<TraceEvent<Self::Payload>> {
+        self.admits(&e.conn_meta).then(|| TraceEvent { payload: e.payload.for_subscriber(self.terse()), ..e })
+    }
+
+    /// The notice a subscriber gets when it fell behind and lost `missed` events.
+    fn lagged(missed: u64) -> TraceEvent<Self::Payload> {
+        let message = format!("Tracer Lagged behind and missed {missed} events");
+        TraceEvent {
+            conn_meta: Value::Null,
+            payload: TracePayload::diagnostic("ERROR", message),
+            when: Utc::now(),
+        }
+    }
 }
 
 impl TraceFilter for ServerTraceRequest {
-    type Event = ServerTraceEvent;
-    fn view(&self, e: ServerTraceEvent) -> Option<ServerTraceEvent> {
-        self.admits(&e.conn_meta)
-            .then(|| ServerTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
+    type Payload = ServerTracePayload;
+    fn admits(&self, conn_meta: &Value) -> bool {
+        self.admits(conn_meta)
     }
-    fn lagged(missed: u64) -> ServerTraceEvent {
-        let message = lagged_message(missed);
-        let payload = ServerTracePayload::Diagnostic { level: "ERROR".into(), message };
-        ServerTraceEvent { conn_meta: Value::Null, payload, when: Utc::now() }
+    fn terse(&self) -> bool {
+        self.terse
     }
 }
 
 impl TraceFilter for ClientTraceRequest {
-    type Event = ClientTraceEvent;
-    fn view(&self, e: ClientTraceEvent) -> Option<ClientTraceEvent> {
-        self.admits(&e.conn_meta)
-            .then(|| ClientTraceEvent { payload: e.payload.for_subscriber(self.terse), ..e })
+    type Payload = ClientTracePayload;
+    fn admits(&self, conn_meta: &Value) -> bool {
+        self.admits(conn_meta)
     }
-    fn lagged(missed: u64) -> ClientTraceEvent {
-        let message = lagged_message(missed);
-        let payload = ClientTracePayload::Diagnostic { level: "ERROR".into(), message };
-        ClientTraceEvent { conn_meta: Value::Null, payload, when: Utc::now() }
+    fn terse(&self) -> bool {
+        self.terse
     }
 }
 
