@@ -13,6 +13,7 @@ pub mod policy;
 pub mod queue;
 pub mod secrets;
 pub mod smtp_server;
+pub mod smtp_trace;
 pub mod spool;
 pub mod tls;
 pub mod xfer;

@@ -179,6 +179,12 @@ pub enum AdminCmd {
     Inject(crate::inject::InjectArgs),
     #[command(flatten)]
     ReadyQ(crate::ready_q::ReadyQCmd),
+    /// Trace inbound SMTP sessions live: every command read and reply written (message content
+    /// only by size, AUTH credentials redacted).
+    TraceSmtpServer(crate::trace::ServerTraceArgs),
+    /// Trace outbound SMTP connections live: every command sent and reply received, with the
+    /// ready queue, egress source and MX host of each.
+    TraceSmtpClient(crate::trace::ClientTraceArgs),
 }
 
 /// Where admin requests go, and with which credentials.
@@ -188,6 +194,19 @@ pub(crate) struct Api {
     pub json: bool,
     /// For https:// endpoints.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl Api {
+    /// A websocket request to `url`, with the bearer token if there is one.
+    pub(crate) fn websocket(&self, url: &str) -> awc::ws::WebsocketsRequest {
+        // The handshake must come within this; the stream itself may then stay quiet for hours.
+        let client = ferry_actors::xfer::http_client(self.tls.as_ref(), Duration::from_secs(30));
+        let req = client.ws(url);
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
 }
 
 /// Send a request; non-2xx is an error carrying the body.
@@ -407,6 +426,8 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("{}", pretty(&text));
         }
         AdminCmd::ReadyQ(cmd) => crate::ready_q::run(&api, cmd).await?,
+        AdminCmd::TraceSmtpServer(args) => crate::trace::server(&api, args).await?,
+        AdminCmd::TraceSmtpClient(args) => crate::trace::client(&api, args).await?,
         AdminCmd::Inject(args) => crate::inject::run(&api, args).await?,
         AdminCmd::SetLogFilter { filter } => {
             let body = json!({"filter": filter});

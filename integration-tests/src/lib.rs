@@ -10,6 +10,7 @@ pub mod peer;
 pub mod sink;
 pub mod smtp;
 pub mod tls;
+pub mod trace;
 pub mod wait;
 pub mod webhook;
 

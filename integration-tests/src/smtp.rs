@@ -27,6 +27,20 @@ impl RawSmtp {
         c
     }
 
+    /// Connect from a chosen local address (any 127.0.0.0/8 address works on loopback).
+    pub fn connect_from(local: std::net::IpAddr, addr: SocketAddr) -> RawSmtp {
+        let socket =
+            socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::new(local, 0).into()).expect("bind the local address");
+        socket.connect(&addr.into()).expect("connect to ferry");
+        let stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut c = RawSmtp { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let greeting = c.reply();
+        assert_eq!(greeting.code, 220, "{greeting:?}");
+        c
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).expect("write");
         self.writer.flush().unwrap();

@@ -10,6 +10,7 @@ mod log_filter;
 mod observe;
 mod prometheus;
 mod ready_queue;
+mod trace;
 mod xfer;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
             ready_queue::routes(cfg);
             xfer::routes(cfg);
             inject::routes(cfg);
+            trace::routes(cfg);
         }
     }
 }

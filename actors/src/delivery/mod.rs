@@ -5,6 +5,7 @@
 //! `<source>-><queue>@lua:<ctor>` for custom_lua; maildir writes inline and has no dispatcher.
 
 mod admin;
+mod client_trace;
 pub mod custom_lua;
 pub mod maildir;
 pub mod mx;

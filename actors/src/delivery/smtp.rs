@@ -87,6 +87,7 @@ async fn connect(
     kind: &SiteKind,
     source: &EgressSource,
     path: &EgressPathConfig,
+    trace: super::smtp_client::TraceLabels,
 ) -> Result<SmtpClient, ConnectFailure> {
     let mut targets = targets(services, kind, path.smtp_port).await?;
     // KumoMTA's `remote_port`: the source's network maps egress addresses by port.
@@ -132,6 +133,7 @@ async fn connect(
     }
     let mut settings = client_settings(services, source, path);
     settings.tls.mode = enable_tls;
+    settings.trace = trace;
     let mut last = String::from("no hosts");
     for target in &targets {
         match SmtpClient::connect(target, &settings).await {
@@ -179,6 +181,7 @@ fn client_settings(
             starttls_timeout: path.starttls_timeout.0,
             configs: services.settings.client_tls.clone(),
         },
+        trace: Default::default(),
     }
 }
 
@@ -277,7 +280,12 @@ pub(crate) async fn connection(
     while let Some(item) = next_item(&queue, true).await {
         let Some(msg) = take(&services, &item).await else { continue };
         if client.is_none() {
-            match connect(&services, &kind, &source, &path).await {
+            let trace = super::smtp_client::TraceLabels {
+                ready_queue: site.clone(),
+                egress_source: source.name.clone(),
+                egress_pool: item.config.egress_pool.clone(),
+            };
+            match connect(&services, &kind, &source, &path, trace).await {
                 Ok(c) => client = Some(c),
                 Err(failure) => {
                     // Every host failed: the whole ready queue shares this outcome.
@@ -301,6 +309,7 @@ pub(crate) async fn connection(
             egress: egress_used(&item, &source, c.local_addr()),
             tls: c.tls().cloned(),
         };
+        c.trace_message(&msg.sender, &msg.recipients, &item.queue);
         match send_all(c, &msg, path.max_recipients_per_batch).await {
             Ok(results) => settle(&services, &stats, msg, &item.queue, &item.config, results, &attempt).await,
             Err(e) => {

@@ -17,10 +17,13 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
 
+use super::client_trace::ClientTrace;
+pub use super::client_trace::TraceLabels;
 use super::mx::Target;
 use crate::model::egress_path::EnableTls;
 use crate::model::line_endings::smtp_data_payload;
 use crate::model::record::{EnhancedCode, Response};
+use crate::model::smtp_trace::{self, ClientTracePayload};
 use crate::model::tls_policy::{self, TlsStep};
 use crate::tls::{ClientTls, TlsInfo};
 use rustls::pki_types::ServerName;
@@ -35,6 +38,8 @@ pub struct ClientSettings {
     /// Send MAIL, every RCPT and DATA in one write when the server offers PIPELINING (RFC 2920).
     pub pipelining: bool,
     pub tls: TlsSettings,
+    /// Names the connection in `trace-smtp-client`.
+    pub trace: TraceLabels,
 }
 
 /// Outbound STARTTLS: the egress path's `enable_tls`, its reconnect flag and timeout, and the
@@ -132,6 +137,7 @@ pub struct SmtpClient {
     target: Target,
     settings: ClientSettings,
     reusable: bool,
+    trace: ClientTrace,
 }
 
 /// Why one open attempt failed; a refused EHLO is kept apart because it triggers the HELO retry.
@@ -179,12 +185,19 @@ impl SmtpClient {
         let peer = format!("{} [{}]", target.name, target.addr);
         let fail = |e: ClientError| Err(OpenError::Client(e));
         let t = settings.timeouts;
+        let trace = ClientTrace::new();
+        trace.publish(&settings.trace, target, None, || ClientTracePayload::BeginSession);
+        let connect_failed = |why: String| {
+            trace.publish(&settings.trace, target, None, || diagnostic("ERROR", why.clone()));
+            trace.publish(&settings.trace, target, None, || ClientTracePayload::Closed);
+            fail(ClientError::Connect(why))
+        };
         let tcp = match timeout(t.connect, connect_from(settings.source_address, target.addr)).await {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return fail(ClientError::Connect(format!("{peer}: {e}"))),
+            Ok(Err(e)) => return connect_failed(format!("{peer}: {e}")),
             Err(_) => {
                 let limit = t.connect;
-                return fail(ClientError::Connect(format!("{peer}: no TCP connection within {limit:?}")));
+                return connect_failed(format!("{peer}: no TCP connection within {limit:?}"));
             }
         };
         // SMTP is request/response: without this, the final "." of DATA waits for a delayed ACK
@@ -198,7 +211,9 @@ impl SmtpClient {
             target: target.clone(),
             settings: settings.clone(),
             reusable: true,
+            trace,
         };
+        client.publish(|| ClientTracePayload::Connected);
         let greeting = match timeout(t.banner, client.read_reply()).await {
             Err(_) => return fail(ClientError::Timeout(format!("greeting with {peer}"))),
             Ok(Err(e)) => return fail(e.during(&format!("greeting with {peer}"))),
@@ -213,7 +228,7 @@ impl SmtpClient {
         }
         let verb = if helo { "HELO" } else { "EHLO" };
         let line = format!("{verb} {}", client_id(&settings.ehlo_name));
-        let hello = match timeout(t.ehlo, client.exchange(line.as_bytes())).await {
+        let hello = match timeout(t.ehlo, client.exchange(line.as_bytes(), false)).await {
             Err(_) => return fail(ClientError::Timeout(format!("{verb} with {peer}"))),
             Ok(Err(e)) => return fail(e.during(&format!("{verb} with {peer}"))),
             Ok(Ok(r)) => r,
@@ -256,6 +271,7 @@ impl SmtpClient {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 self.reusable = false;
+                self.publish(|| diagnostic("ERROR", format!("TLS handshake failed: {e}")));
                 return Err(ClientError::TlsHandshake(format!("{peer}: {e}")));
             }
             Err(_) => {
@@ -267,7 +283,8 @@ impl SmtpClient {
         };
         self.tls = Some(TlsInfo::of(tls_stream.get_ref().1));
         *self.stream.get_mut() = ClientStream::Tls(Box::new(tls_stream));
-        let hello = match timeout(self.settings.timeouts.ehlo, self.exchange(ehlo.as_bytes())).await {
+        self.publish(|| diagnostic("INFO", "TLS handshake complete".into()));
+        let hello = match timeout(self.settings.timeouts.ehlo, self.exchange(ehlo.as_bytes(), false)).await {
             Err(_) => return Err(ClientError::Timeout(format!("{ehlo} after STARTTLS with {peer}"))),
             Ok(Err(e)) => return Err(e.during(&format!("{ehlo} after STARTTLS with {peer}"))),
             Ok(Ok(r)) => r,
@@ -278,6 +295,20 @@ impl SmtpClient {
         }
         self.extensions = extensions(&hello);
         Ok(())
+    }
+
+    /// Publish a trace event about this connection, if anyone is tracing.
+    #[inline]
+    fn publish(&self, payload: impl FnOnce() -> ClientTracePayload) {
+        self.trace.publish(&self.settings.trace, &self.target, self.local, payload);
+    }
+
+    /// Tell `trace-smtp-client` subscribers which message (of scheduled queue `queue`) the
+    /// next [`send`](Self::send) carries.
+    pub fn trace_message(&mut self, sender: &str, recipients: &[String], queue: &str) {
+        if self.trace.obtained(sender, recipients, queue) {
+            self.publish(|| ClientTracePayload::MessageObtained);
+        }
     }
 
     /// What STARTTLS negotiated on this connection, if it did.
@@ -478,7 +509,9 @@ impl SmtpClient {
         what: &str,
         limit: Duration,
     ) -> Result<Response, ClientError> {
-        let result = match timeout(limit, self.exchange(bytes)).await {
+        // The DATA payload (and its lone terminator) goes to the trace as a size only.
+        let content = command == ".";
+        let result = match timeout(limit, self.exchange(bytes, content)).await {
             Err(_) => Err(ClientError::Timeout(what.to_string())),
             Ok(Err(e)) => Err(e.during(what)),
             Ok(Ok(reply)) => Ok(response(&reply, command)),
@@ -490,7 +523,15 @@ impl SmtpClient {
 
     /// Write a command line (or a whole DATA payload, which carries its own line ends) and read
     /// the reply.
-    async fn exchange(&mut self, bytes: &[u8]) -> Result<Reply, ReadError> {
+    async fn exchange(&mut self, bytes: &[u8], content: bool) -> Result<Reply, ReadError> {
+        self.publish(|| match content {
+            true => ClientTracePayload::AbbreviatedWrite {
+                snippet: smtp_trace::CONTENT_PLACEHOLDER.into(),
+                len: bytes.len(),
+            },
+            false if bytes.ends_with(b"\r\n") => ClientTracePayload::Write(smtp_trace::bounded_text(bytes)),
+            false => ClientTracePayload::Write(smtp_trace::bounded_text(&[bytes, b"\r\n"].concat())),
+        });
         let stream = self.stream.get_mut();
         stream.write_all(bytes).await.map_err(ReadError::Io)?;
         if !bytes.ends_with(b"\r\n") {
@@ -505,6 +546,8 @@ impl SmtpClient {
         let mut lines = Vec::new();
         let mut code = 0;
         let mut raw = Vec::with_capacity(128);
+        // The reply as read, kept only while someone traces.
+        let mut traced: Option<Vec<u8>> = crate::smtp_trace::CLIENT.is_active().then(Vec::new);
         loop {
             raw.clear();
             let n = (&mut self.stream).take(MAX_REPLY_LINE).read_until(b'\n', &mut raw).await;
@@ -514,6 +557,9 @@ impl SmtpClient {
                     return Err(ReadError::Garbage("a reply line longer than 4096 octets".into()));
                 }
                 _ => {}
+            }
+            if let Some(t) = traced.as_mut() {
+                t.extend_from_slice(&raw);
             }
             let line = String::from_utf8_lossy(&raw);
             let line = line.trim_end_matches(['\r', '\n']);
@@ -534,6 +580,9 @@ impl SmtpClient {
             };
             lines.push(text.to_string());
             if last {
+                if let Some(t) = traced {
+                    self.publish(|| ClientTracePayload::Read(smtp_trace::bounded_text(&t)));
+                }
                 return Ok(Reply { code, lines });
             }
             if lines.len() >= MAX_REPLY_LINES {
@@ -550,6 +599,16 @@ impl SmtpClient {
         let ok = self.command("RSET", self.settings.timeouts.rset).await.is_ok_and(|r| r.code < 400);
         self.reusable &= ok;
     }
+}
+
+impl Drop for SmtpClient {
+    fn drop(&mut self) {
+        self.publish(|| ClientTracePayload::Closed);
+    }
+}
+
+fn diagnostic(level: &str, message: String) -> ClientTracePayload {
+    ClientTracePayload::Diagnostic { level: level.to_string(), message }
 }
 
 /// EHLO keywords, upper-cased: the first line is the server's name, each further one a keyword
@@ -851,6 +910,7 @@ mod tests {
             timeouts: Timeouts::uniform(t),
             pipelining: true,
             tls: TlsSettings::disabled(),
+            trace: TraceLabels::default(),
         }
     }
 

@@ -9,6 +9,7 @@ pub mod mta_sts;
 pub mod queue_name;
 pub mod record;
 pub mod scheduling;
+pub mod smtp_trace;
 pub mod spool_room;
 pub mod throttle;
 pub mod tls_policy;

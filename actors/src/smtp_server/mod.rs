@@ -8,6 +8,7 @@ pub mod listener;
 pub mod reception;
 pub mod session;
 pub mod stream;
+mod trace;
 
 pub use reception::{Connection, Reception, Reply};
 pub use session::{Session, SessionSettings};

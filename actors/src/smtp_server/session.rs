@@ -21,7 +21,9 @@ use super::data::{DataOutcome, DataReader, MAX_TEXT_LINE};
 use super::line::{Line, LineReader};
 use super::reception::{Connection, Reception, Reply};
 use super::stream::SessionStream;
+use super::trace;
 use crate::model::line_endings;
+use crate::model::smtp_trace::{self, ServerTracePayload};
 use crate::tls::TlsInfo;
 
 /// Listener settings every session reads.
@@ -114,6 +116,7 @@ impl Session {
     /// cut off (its socket buffers are full: nothing more can reach it anyway).
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
+            trace::publish(&self.conn, || ServerTracePayload::Write(smtp_trace::bounded_text(&self.out)));
             let limit = self.settings.write_timeout;
             match tokio::time::timeout(limit, self.stream.write_all(&self.out)).await {
                 Ok(written) => written?,
@@ -149,6 +152,16 @@ impl Session {
 
     /// Run the session to its end. I/O errors just end it: nothing half-received is kept.
     pub async fn run(mut self) -> std::io::Result<()> {
+        trace::publish(&self.conn, || ServerTracePayload::Connected);
+        let ended = self.converse().await;
+        if let Err(e) = &ended {
+            trace::diagnostic(&self.conn, "ERROR", || format!("I/O error: {e}"));
+        }
+        trace::publish(&self.conn, || ServerTracePayload::Closed);
+        ended
+    }
+
+    async fn converse(&mut self) -> std::io::Result<()> {
         let hostname = self.settings.hostname.clone();
         if self.settings.implicit_tls && !self.handshake().await? {
             return Ok(());
@@ -208,6 +221,7 @@ impl Session {
 
     /// Handle one command line; false ends the session.
     async fn command(&mut self, line: &[u8]) -> std::io::Result<bool> {
+        trace::publish(&self.conn, || ServerTracePayload::Read(smtp_trace::redact_command(line)));
         let cmd = match command::parse(line) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -394,6 +408,9 @@ impl Session {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line = self.buf.split_to(i + 1);
+                trace::publish(&self.conn, || {
+                    ServerTracePayload::Read(smtp_trace::REDACTED_AUTH_LINE.into())
+                });
                 let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
                 if text == "*" {
                     self.reply("501 5.7.0 Authentication cancelled");
@@ -449,10 +466,12 @@ impl Session {
         match tokio::time::timeout(self.settings.command_timeout, accept).await {
             Ok(Ok(tls)) => {
                 self.conn.tls = Some(TlsInfo::of(tls.get_ref().1));
+                trace::diagnostic(&self.conn, "INFO", || "TLS handshake complete".into());
                 self.stream = SessionStream::Tls(Box::new(tls));
                 Ok(true)
             }
             Ok(Err(e)) => {
+                trace::diagnostic(&self.conn, "ERROR", || format!("TLS handshake failed: {e}"));
                 tracing::info!(peer = %self.conn.peer, error = %e, "TLS handshake failed; disconnected");
                 Ok(false)
             }
@@ -499,10 +518,17 @@ impl Session {
         self.flush().await?;
         let mut reader = DataReader::new(self.settings.max_message_size);
         let deadline = Instant::now() + self.settings.data_timeout;
+        // Message content is never traced, only its size.
+        let mut content_len = 0;
         let outcome = loop {
             let (used, done) = reader.feed(&self.buf);
             self.buf.advance(used);
+            content_len += used;
             if let Some(outcome) = done {
+                trace::publish(&self.conn, || ServerTracePayload::AbbreviatedRead {
+                    snippet: smtp_trace::CONTENT_PLACEHOLDER.into(),
+                    len: content_len,
+                });
                 break outcome;
             }
             match self.read_more(deadline).await? {
