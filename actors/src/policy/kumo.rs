@@ -77,6 +77,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
     super::queue_config::install(lua, &kumo)?;
     super::egress::install(lua, &kumo)?;
+    super::listener_domain::install(lua, &kumo)?;
     super::xfer::install(lua, &kumo)?;
     super::bounce::install(lua, &kumo)?;
     super::log_hook::install(lua, &kumo)?;
