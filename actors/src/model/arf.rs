@@ -53,14 +53,20 @@ pub fn parse(data: &[u8]) -> Option<FeedbackReport> {
         return None;
     }
     let all = |name: &str| -> Vec<Value> {
-        fields.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| Value::from(v.as_str())).collect()
+        fields
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| Value::from(v.as_str()))
+            .collect()
     };
     let text = |name: &str| field(&fields, name).map(str::to_string);
 
     let mut extensions: Map<String, Value> = Map::new();
     for (name, value) in &fields {
         let key = name.to_ascii_lowercase();
-        if KNOWN.contains(&key.as_str()) || (extensions.len() >= MAX_EXTENSIONS && !extensions.contains_key(&key)) {
+        if KNOWN.contains(&key.as_str())
+            || (extensions.len() >= MAX_EXTENSIONS && !extensions.contains_key(&key))
+        {
             continue;
         }
         if let Value::Array(values) = extensions.entry(key).or_insert_with(|| Value::Array(Vec::new())) {
@@ -128,7 +134,10 @@ mod tests {
         assert_eq!(r["original_mail_from"], "<somesender@example.net>");
         assert_eq!(r["original_rcpto_to"], json!(["<user@example.com>", "<other@example.com>"]));
         assert_eq!(r["reported_domain"], json!(["example.net"]));
-        assert_eq!(r["reported_uri"], json!(["http://example.net/earn_money.html", "mailto:user@example.com"]));
+        assert_eq!(
+            r["reported_uri"],
+            json!(["http://example.net/earn_money.html", "mailto:user@example.com"])
+        );
         assert_eq!(r["extensions"], json!({"removal-recipient": ["user@example.com"]}));
         assert!(r["original_message"].as_str().unwrap().contains("Subject: Earn money"));
         assert_eq!(r["supplemental_trace"], json!({"id": "0d2d1ee0b8a611f0a8f40242ac120002"}));
@@ -139,7 +148,9 @@ mod tests {
     fn dsns_plain_mail_and_unknown_feedback_types_are_not_feedback() {
         assert_eq!(parse(&fixture("dsn-postfix.eml")), None);
         assert_eq!(parse(b"Subject: spam?\r\n\r\nno\r\n"), None);
-        let text = String::from_utf8(fixture("arf-abuse.eml")).unwrap().replace("Feedback-Type: abuse", "Feedback-Type: nonsense");
+        let text = String::from_utf8(fixture("arf-abuse.eml"))
+            .unwrap()
+            .replace("Feedback-Type: abuse", "Feedback-Type: nonsense");
         assert_eq!(parse(text.as_bytes()), None);
     }
 }

@@ -85,11 +85,13 @@ fn split_reply(diag: &str) -> (Option<u16>, String) {
 /// `message/delivery-status` (or `global-delivery-status`, RFC 6533) part naming at least one
 /// recipient.
 pub fn parse(data: &[u8]) -> Option<DeliveryReport> {
-    let parts = report_mime::report_parts(data, "delivery-status", &["delivery-status", "global-delivery-status"])?;
+    let parts =
+        report_mime::report_parts(data, "delivery-status", &["delivery-status", "global-delivery-status"])?;
     let mut blocks = report_mime::field_blocks(&parts.report).into_iter();
     let per_message = blocks.next()?;
     let reporting_mta = field(&per_message, "Reporting-MTA").map(|v| typed_value(v).1);
-    let recipients: Vec<RecipientStatus> = blocks.filter_map(|b| recipient(&b)).take(MAX_RECIPIENTS).collect();
+    let recipients: Vec<RecipientStatus> =
+        blocks.filter_map(|b| recipient(&b)).take(MAX_RECIPIENTS).collect();
     if recipients.is_empty() {
         return None;
     }
@@ -103,7 +105,8 @@ fn recipient(block: &[report_mime::Field]) -> Option<RecipientStatus> {
     let recipient = recipient.trim_start_matches('<').trim_end_matches('>').to_string();
     let action = field(block, "Action")?.split_whitespace().next()?.to_ascii_lowercase();
     // `Status: 5.1.1 (comment)`.
-    let status = field(block, "Status").and_then(|s| s.split_whitespace().next()).and_then(EnhancedCode::parse);
+    let status =
+        field(block, "Status").and_then(|s| s.split_whitespace().next()).and_then(EnhancedCode::parse);
     // `smtp; 550 ...`; other types (`X-Postfix; ...`) are still the best explanation there is.
     let diagnostic = field(block, "Diagnostic-Code").map(|v| typed_value(v).1);
     let remote_mta = field(block, "Remote-MTA").map(|v| typed_value(v).1);
@@ -135,7 +138,10 @@ mod tests {
             rcpt.response().to_single_line(),
             "550 5.1.1 <nobody@receiver.example>: Recipient address rejected: User unknown in virtual mailbox table"
         );
-        assert_eq!(r.origin.ferry_id.map(|i| i.to_string()).as_deref(), Some("0d2d1ee0b8a611f0a8f40242ac120002"));
+        assert_eq!(
+            r.origin.ferry_id.map(|i| i.to_string()).as_deref(),
+            Some("0d2d1ee0b8a611f0a8f40242ac120002")
+        );
         assert_eq!(r.origin.message_id.as_deref(), Some("20261201.1@sender.example"));
     }
 
@@ -160,7 +166,10 @@ mod tests {
             rcpt.response().to_single_line(),
             "550 5.1.1 The email account that you tried to reach does not exist. Please try double-checking the recipient's email address for typos or unnecessary spaces. https://support.google.com/mail/?p=NoSuchUser 41be03b00d2f7-b6c1a1d1a1asi123 - gsmtp"
         );
-        assert_eq!(r.origin.ferry_id.map(|i| i.to_string()).as_deref(), Some("1d98076abbbc11ed940250ebf67f93bd"));
+        assert_eq!(
+            r.origin.ferry_id.map(|i| i.to_string()).as_deref(),
+            Some("1d98076abbbc11ed940250ebf67f93bd")
+        );
     }
 
     #[test]

@@ -183,7 +183,10 @@ mod tests {
         assert!(d.relay_to);
         assert_eq!((d.log_arf, d.log_oob), (ReportDisposition::LogThenDrop, ReportDisposition::LogThenRelay));
         assert_eq!(d.relay_from.len(), 1);
-        assert_eq!(ListenerDomain::from_json(&json!({"log_oob": false})).unwrap().log_oob, ReportDisposition::Ignore);
+        assert_eq!(
+            ListenerDomain::from_json(&json!({"log_oob": false})).unwrap().log_oob,
+            ReportDisposition::Ignore
+        );
 
         for (bad, says) in [
             (json!({"relay_too": true}), "relay_too"),
@@ -204,7 +207,10 @@ mod tests {
         assert!(!RelayDisposition::decide(false, peer(), None, None).accepts_rcpt());
         assert!(RelayDisposition::decide(true, peer(), None, None).relay);
         assert!(RelayDisposition::decide(false, peer(), None, Some(&open)).relay);
-        assert!(!RelayDisposition::decide(false, peer(), Some(&open), Some(&nothing)).relay, "relay_to is about the recipient");
+        assert!(
+            !RelayDisposition::decide(false, peer(), Some(&open), Some(&nothing)).relay,
+            "relay_to is about the recipient"
+        );
         assert!(RelayDisposition::decide(false, peer(), Some(&from), None).relay);
         assert!(!RelayDisposition::decide(false, "192.0.2.1".parse().unwrap(), Some(&from), None).relay);
     }
@@ -225,11 +231,19 @@ mod tests {
         };
         let d = RelayDisposition::decide(false, peer(), None, Some(&both));
         assert_eq!(d.wanted(), [ReportKind::Arf, ReportKind::Oob]);
-        assert_eq!(d.after_data(Some(ReportKind::Arf)), AfterData::Queue, "LogThenRelay queues even without relay_to");
+        assert_eq!(
+            d.after_data(Some(ReportKind::Arf)),
+            AfterData::Queue,
+            "LogThenRelay queues even without relay_to"
+        );
         assert_eq!(d.after_data(Some(ReportKind::Oob)), AfterData::Drop);
 
         let trusted = RelayDisposition::decide(true, peer(), None, Some(&fbl));
         assert_eq!(trusted.after_data(None), AfterData::Queue);
-        assert_eq!(trusted.after_data(Some(ReportKind::Arf)), AfterData::Drop, "a report to a LogThenDrop domain is consumed");
+        assert_eq!(
+            trusted.after_data(Some(ReportKind::Arf)),
+            AfterData::Drop,
+            "a report to a LogThenDrop domain is consumed"
+        );
     }
 }

@@ -44,7 +44,8 @@ pub fn report_parts(data: &[u8], report_type: &str, subtypes: &[&str]) -> Option
     let mut original = None;
     for part in message.parts.iter().skip(1) {
         let Some(ct) = part.content_type() else { continue };
-        let (ctype, subtype) = (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
+        let (ctype, subtype) =
+            (ct.ctype().to_ascii_lowercase(), ct.subtype().unwrap_or("").to_ascii_lowercase());
         match (ctype.as_str(), subtype.as_str()) {
             ("message", s) if report.is_none() && subtypes.contains(&s) => {
                 report = Some(part.contents().to_vec());
@@ -147,7 +148,10 @@ mod tests {
         assert!(String::from_utf8_lossy(&parts.report).starts_with("Reporting-MTA: dns; mx.example"));
         assert!(String::from_utf8_lossy(parts.original.as_deref().unwrap()).contains("Message-ID: <m@x>"));
         assert_eq!(report_parts(REPORT.as_bytes(), "feedback-report", &["feedback-report"]), None);
-        assert_eq!(report_parts(b"Subject: hi\r\n\r\nplain\r\n", "delivery-status", &["delivery-status"]), None);
+        assert_eq!(
+            report_parts(b"Subject: hi\r\n\r\nplain\r\n", "delivery-status", &["delivery-status"]),
+            None
+        );
     }
 
     #[test]

@@ -91,6 +91,22 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     Ok(())
 }
 
+/// `kumo.<name>{...}`: the table validated into `T`; an error names the key and the Lua line.
+pub(crate) fn maker<T: mlua::UserData + mlua::MaybeSend + 'static>(
+    lua: &Lua,
+    kumo_table: &mlua::Table,
+    name: &'static str,
+    build: fn(&serde_json::Value) -> Result<T, String>,
+) -> mlua::Result<()> {
+    kumo_table.set(
+        name,
+        lua.create_function(move |lua, params: Value| {
+            let json = lua_to_json(lua, params)?;
+            build(&json).map_err(|e| runtime_error(lua, format!("{name}: {e}")))
+        })?,
+    )
+}
+
 /// A runtime error naming the Lua line that called the Rust function raising it.
 pub(crate) fn runtime_error(lua: &Lua, message: impl std::fmt::Display) -> mlua::Error {
     mlua::Error::runtime(format!("{}: {message}", caller_site(lua)))

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, UserData, Value};
 
-use super::convert::{json_to_lua, lua_to_json};
+use super::convert::json_to_lua;
 use super::error::PolicyError;
 use super::kumo;
 use super::state::PolicyState;
@@ -16,15 +16,9 @@ pub struct LuaListenerDomain(pub ListenerDomain);
 impl UserData for LuaListenerDomain {}
 
 pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
-    kumo_table.set(
-        "make_listener_domain",
-        lua.create_function(|lua, params: Value| {
-            let json = lua_to_json(lua, params)?;
-            ListenerDomain::from_json(&json)
-                .map(LuaListenerDomain)
-                .map_err(|e| kumo::runtime_error(lua, format!("make_listener_domain: {e}")))
-        })?,
-    )
+    kumo::maker(lua, kumo_table, "make_listener_domain", |json| {
+        ListenerDomain::from_json(json).map(LuaListenerDomain)
+    })
 }
 
 /// `conn_meta` as handlers see it: the connection's fields, and `conn_meta:get_meta(name)` as
@@ -52,18 +46,11 @@ impl PolicyState {
             let handlers = kumo::handlers(lua, EVENT).map_err(|e| PolicyError::from_lua(&e))?;
             let Some(handler) = handlers.first() else { return Ok(None) };
             let meta = conn_meta_table(lua, conn_meta).map_err(|e| PolicyError::from_lua(&e))?;
-            let returned: Value = handler.call((domain, listener, meta)).map_err(|e| PolicyError::from_lua(&e))?;
-            match returned {
-                Value::Nil => Ok(None),
-                Value::UserData(ud) => ud.borrow::<LuaListenerDomain>().map(|d| Some(d.0.clone())).map_err(|_| {
-                    PolicyError::Lua(format!("{EVENT} must return kumo.make_listener_domain{{...}} or nil"))
-                }),
-                Value::Table(t) => {
-                    let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
-                    ListenerDomain::from_json(&json).map(Some).map_err(|e| PolicyError::Lua(format!("{EVENT}: {e}")))
-                }
-                other => Err(PolicyError::Lua(format!("{EVENT} returned a {}", other.type_name()))),
-            }
+            let returned: Value =
+                handler.call((domain, listener, meta)).map_err(|e| PolicyError::from_lua(&e))?;
+            super::egress::definition(lua, returned, EVENT, ListenerDomain::from_json, |ud| {
+                ud.borrow::<LuaListenerDomain>().map(|d| d.0.clone()).ok()
+            })
         })
     }
 }
@@ -104,7 +91,9 @@ end)
 
     #[test]
     fn a_bad_table_names_the_key_and_line() {
-        let s = state("kumo.on('get_listener_domain', function()\n  return kumo.make_listener_domain { relay = true }\nend)");
+        let s = state(
+            "kumo.on('get_listener_domain', function()\n  return kumo.make_listener_domain { relay = true }\nend)",
+        );
         let e = s.get_listener_domain("x", "l", &json!({})).unwrap_err().to_string();
         assert!(e.contains("relay") && e.contains("ld.lua:2"), "{e}");
     }

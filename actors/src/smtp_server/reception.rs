@@ -7,11 +7,11 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::logging::Logger;
 use super::reports::route_report;
+use crate::logging::Logger;
 use crate::model::inbound_report::InboundReport;
-use crate::model::listener_domain::RelayDisposition;
 use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::listener_domain::RelayDisposition;
 use crate::model::queue_name::NULL_QUEUE;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, batch, headers};

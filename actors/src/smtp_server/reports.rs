@@ -4,8 +4,8 @@
 //! `LogThenDrop`). Ordinary mail to such a domain is refused unless the client may relay.
 
 use super::reception::{Connection, Dispositions, Part, Reception, Reply};
-use crate::model::dsn::DeliveryReport;
 use crate::model::arf::FeedbackReport;
+use crate::model::dsn::DeliveryReport;
 use crate::model::inbound_report::{self, InboundReport};
 use crate::model::listener_domain::AfterData;
 use crate::model::record::{PeerAddress, Recipients};
@@ -43,7 +43,12 @@ pub(super) async fn route_report(part: &mut Part, dispositions: &Dispositions) -
 impl Reception {
     /// The `Feedback` record of a part: the report message's own record, with the parsed report
     /// and the message it complains about.
-    pub(super) fn feedback_record(&self, conn: &Connection, part: &Part, report: &FeedbackReport) -> LogRecord {
+    pub(super) fn feedback_record(
+        &self,
+        conn: &Connection,
+        part: &Part,
+        report: &FeedbackReport,
+    ) -> LogRecord {
         let mut record = self.logger.record(RecordType::Feedback, &part.msg, &part.queue);
         record.peer_address = Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
         record.feedback_report = Some(report.report.clone());
@@ -54,7 +59,12 @@ impl Reception {
     /// One `OOB` record per failed recipient of a bounce: the bounced address, the remote
     /// server's response, and (as the bounce is addressed to the original's envelope sender)
     /// that sender.
-    pub(super) fn oob_records(&self, conn: &Connection, part: &Part, report: &DeliveryReport) -> Vec<LogRecord> {
+    pub(super) fn oob_records(
+        &self,
+        conn: &Connection,
+        part: &Part,
+        report: &DeliveryReport,
+    ) -> Vec<LogRecord> {
         let original_sender = part.msg.recipients.first().cloned().unwrap_or_default();
         report
             .recipients

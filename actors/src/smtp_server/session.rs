@@ -23,8 +23,8 @@ use super::reception::{Connection, Dispositions, Reception, Reply};
 use super::stream::SessionStream;
 use crate::model::line_endings;
 use crate::model::listener_domain::{ListenerDomain, RelayDisposition};
-use std::collections::HashMap;
 use crate::tls::TlsInfo;
+use std::collections::HashMap;
 
 /// Listener settings every session reads.
 #[derive(Debug, Clone)]
@@ -327,7 +327,8 @@ impl Session {
     /// AUTH decide, widened by the policy's `get_listener_domain` for the sender's and the
     /// recipient's domains. A policy failure is a temporary refusal.
     async fn relay_disposition(&mut self, sender: &str, recipient: &str) -> Result<RelayDisposition, Reply> {
-        let trusted = self.conn.auth.is_some() || any_contains(&self.settings.relay_hosts, self.conn.peer.ip());
+        let trusted =
+            self.conn.auth.is_some() || any_contains(&self.settings.relay_hosts, self.conn.peer.ip());
         if !self.reception.policy.has_handler(crate::policy::listener_domain::EVENT) {
             return Ok(RelayDisposition { relay: trusted, ..Default::default() });
         }
@@ -347,7 +348,9 @@ impl Session {
         let answer = self
             .reception
             .policy
-            .call(crate::policy::Lane::Reception, move |state| state.get_listener_domain(&d, &listener, &meta))
+            .call(crate::policy::Lane::Reception, move |state| {
+                state.get_listener_domain(&d, &listener, &meta)
+            })
             .await;
         match answer {
             Ok(Ok(found)) => {
@@ -590,7 +593,9 @@ impl Session {
             DataOutcome::Complete(body) => match self.line_endings(body) {
                 Ok(body) => {
                     let recipients = tx.recipients.clone();
-                    self.reception.receive(&self.conn, sender.clone(), recipients, body, &tx.dispositions).await
+                    self.reception
+                        .receive(&self.conn, sender.clone(), recipients, body, &tx.dispositions)
+                        .await
                 }
                 Err(reply) => reply,
             },
