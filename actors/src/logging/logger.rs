@@ -101,6 +101,8 @@ impl Logger {
             provider_name: None,
             hook_fields: Vec::new(),
             session_id: None,
+            original_id: None,
+            original_message_id: None,
         }
     }
 

@@ -143,6 +143,13 @@ pub struct LogRecord {
     pub provider_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// Feedback and OOB records (Ferry's addition): the id of the message the report is about,
+    /// from the Ferry `Received` header it returned (see `model::report_origin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_id: Option<String>,
+    /// Feedback and OOB records: the reported message's `Message-ID`, when the report returned it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_message_id: Option<String>,
     /// Each log hook's own meta and headers selection, by hook (in the order hooks were
     /// configured); filled only while hooks are configured. Not part of the record as logged.
     #[serde(skip)]

@@ -24,25 +24,13 @@ pub struct LuaEgressPath(pub EgressPathConfig);
 impl UserData for LuaEgressPath {}
 
 pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
-    maker(lua, kumo_table, "make_egress_source", |json| EgressSource::from_json(json).map(LuaEgressSource))?;
-    maker(lua, kumo_table, "make_egress_pool", |json| EgressPool::from_json(json).map(LuaEgressPool))?;
-    maker(lua, kumo_table, "make_egress_path", |json| EgressPathConfig::from_json(json).map(LuaEgressPath))
-}
-
-/// `kumo.<name>{...}`: the table validated into `T`; an error names the key and the Lua line.
-fn maker<T: UserData + mlua::MaybeSend + 'static>(
-    lua: &Lua,
-    kumo_table: &mlua::Table,
-    name: &'static str,
-    build: fn(&serde_json::Value) -> Result<T, String>,
-) -> mlua::Result<()> {
-    kumo_table.set(
-        name,
-        lua.create_function(move |lua, params: Value| {
-            let json = lua_to_json(lua, params)?;
-            build(&json).map_err(|e| kumo::runtime_error(lua, format!("{name}: {e}")))
-        })?,
-    )
+    kumo::maker(lua, kumo_table, "make_egress_source", |json| {
+        EgressSource::from_json(json).map(LuaEgressSource)
+    })?;
+    kumo::maker(lua, kumo_table, "make_egress_pool", |json| EgressPool::from_json(json).map(LuaEgressPool))?;
+    kumo::maker(lua, kumo_table, "make_egress_path", |json| {
+        EgressPathConfig::from_json(json).map(LuaEgressPath)
+    })
 }
 
 impl PolicyState {
@@ -137,17 +125,29 @@ impl PolicyState {
         let handlers = kumo::handlers(lua, event).map_err(|e| PolicyError::from_lua(&e))?;
         let Some(handler) = handlers.first() else { return Ok(None) };
         let returned: Value = handler.call(name).map_err(|e| PolicyError::from_lua(&e))?;
-        match returned {
-            Value::Nil => Ok(None),
-            Value::UserData(ud) => from_userdata(&ud).map(Some).ok_or_else(|| {
-                PolicyError::Lua(format!("{event} returned the wrong kind of object for {name:?}"))
-            }),
-            Value::Table(t) => {
-                let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
-                from_json(&json).map(Some).map_err(|e| PolicyError::Lua(format!("{event} for {name:?}: {e}")))
-            }
-            other => Err(PolicyError::Lua(format!("{event} returned a {} for {name:?}", other.type_name()))),
+        definition(lua, returned, &format!("{event} for {name:?}"), from_json, from_userdata)
+    }
+}
+
+/// What a definition event returned: a `make_*` object, a plain table validated as one, or nil
+/// (None). `what` names the event (and argument) in errors.
+pub(super) fn definition<T>(
+    lua: &Lua,
+    returned: Value,
+    what: &str,
+    from_json: impl Fn(&serde_json::Value) -> Result<T, String>,
+    from_userdata: impl Fn(&mlua::AnyUserData) -> Option<T>,
+) -> Result<Option<T>, PolicyError> {
+    match returned {
+        Value::Nil => Ok(None),
+        Value::UserData(ud) => from_userdata(&ud)
+            .map(Some)
+            .ok_or_else(|| PolicyError::Lua(format!("{what}: the wrong kind of object"))),
+        Value::Table(t) => {
+            let json = lua_to_json(lua, Value::Table(t)).map_err(|e| PolicyError::from_lua(&e))?;
+            from_json(&json).map(Some).map_err(|e| PolicyError::Lua(format!("{what}: {e}")))
         }
+        other => Err(PolicyError::Lua(format!("{what} returned a {}", other.type_name()))),
     }
 }
 

@@ -77,6 +77,7 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
 
     super::queue_config::install(lua, &kumo)?;
     super::egress::install(lua, &kumo)?;
+    super::listener_domain::install(lua, &kumo)?;
     super::xfer::install(lua, &kumo)?;
     super::bounce::install(lua, &kumo)?;
     super::log_hook::install(lua, &kumo)?;
@@ -88,6 +89,22 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;
     Ok(())
+}
+
+/// `kumo.<name>{...}`: the table validated into `T`; an error names the key and the Lua line.
+pub(crate) fn maker<T: mlua::UserData + mlua::MaybeSend + 'static>(
+    lua: &Lua,
+    kumo_table: &mlua::Table,
+    name: &'static str,
+    build: fn(&serde_json::Value) -> Result<T, String>,
+) -> mlua::Result<()> {
+    kumo_table.set(
+        name,
+        lua.create_function(move |lua, params: Value| {
+            let json = lua_to_json(lua, params)?;
+            build(&json).map_err(|e| runtime_error(lua, format!("{name}: {e}")))
+        })?,
+    )
 }
 
 /// A runtime error naming the Lua line that called the Rust function raising it.

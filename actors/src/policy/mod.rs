@@ -11,6 +11,7 @@ mod egress;
 mod error;
 pub mod http;
 pub mod kumo;
+pub mod listener_domain;
 mod log_hook;
 pub mod lua_message;
 mod lua_message_headers;

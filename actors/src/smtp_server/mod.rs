@@ -6,6 +6,7 @@ pub mod data;
 pub mod line;
 pub mod listener;
 pub mod reception;
+mod reports;
 pub mod session;
 pub mod stream;
 mod trace;

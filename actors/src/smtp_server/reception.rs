@@ -4,10 +4,14 @@
 use bytes::Bytes;
 use chrono::Utc;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use super::reports::route_report;
 use crate::logging::Logger;
+use crate::model::inbound_report::InboundReport;
 use crate::model::insert_context::{InsertContext, InsertReason};
+use crate::model::listener_domain::RelayDisposition;
 use crate::model::queue_name::NULL_QUEUE;
 use crate::model::record::PeerAddress;
 use crate::model::{Message, MessageIdGenerator, RecordType, Response, batch, headers};
@@ -42,6 +46,26 @@ pub struct Connection {
     pub auth: Option<Authenticated>,
 }
 
+impl Connection {
+    /// KumoMTA's connection metadata, as policy events (`conn_meta`) see it.
+    pub fn meta(&self) -> Value {
+        let mut meta = serde_json::json!({
+            "received_from": self.peer.to_string(),
+            "received_via": self.local.to_string(),
+            "ehlo_domain": self.ehlo,
+        });
+        if let (Some(auth), Value::Object(map)) = (&self.auth, &mut meta) {
+            map.insert("authn_id".into(), Value::String(auth.authc.clone()));
+            map.insert("authz_id".into(), Value::String(auth.authz.clone()));
+        }
+        meta
+    }
+}
+
+/// How each recipient domain of a transaction is handled (`get_listener_domain`), by domain in
+/// lowercase. Empty when the policy has no such handler: every message is relayed as usual.
+pub type Dispositions = HashMap<String, RelayDisposition>;
+
 /// Who a client authenticated as (AUTH PLAIN/LOGIN).
 #[derive(Debug, Clone)]
 pub struct Authenticated {
@@ -71,10 +95,14 @@ impl Reply {
 }
 
 /// One message of a transaction, ready to be spooled.
-struct Part {
-    msg: Message,
-    queue: String,
+pub(super) struct Part {
+    pub(super) msg: Message,
+    pub(super) queue: String,
     rebinds: Vec<RebindNote>,
+    /// The report this message is, when its recipient domain logs reports.
+    pub(super) report: Option<InboundReport>,
+    /// False: a report consumed by its record (`LogThenDrop`); nothing is spooled.
+    pub(super) keep: bool,
 }
 
 /// Why a reception event did not accept a message.
@@ -98,6 +126,7 @@ impl Reception {
         sender: String,
         recipients: Vec<String>,
         body: Vec<u8>,
+        dispositions: &Dispositions,
     ) -> Reply {
         let mut groups = batch::split(recipients, self.batch_handling);
         let last = groups.pop().unwrap_or_default();
@@ -112,10 +141,15 @@ impl Reception {
             Ok(part) => parts.push(part),
             Err(reply) => return reply,
         }
+        for part in &mut parts {
+            if let Err(reply) = route_report(part, dispositions).await {
+                return reply;
+            }
+        }
 
         // SPEC §1.5: the null queue discards at reception; nothing is spooled.
         let puts: Vec<SpoolOp> =
-            parts.iter().filter(|p| p.queue != NULL_QUEUE).map(|p| SpoolOp::put(&p.msg)).collect();
+            parts.iter().filter(|p| p.keep && p.queue != NULL_QUEUE).map(|p| SpoolOp::put(&p.msg)).collect();
         if !puts.is_empty() {
             match self.spool.commit(puts).await {
                 Ok(()) => {}
@@ -130,16 +164,26 @@ impl Reception {
         }
 
         for part in &parts {
-            let mut record = self.logger.record(RecordType::Reception, &part.msg, &part.queue);
-            record.peer_address =
-                Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
-            if let Some(tls) = &conn.tls {
-                record.tls_protocol_version = Some(tls.protocol_version.clone());
-                record.tls_cipher = Some(tls.cipher.clone());
+            if let Some(InboundReport::Feedback(report)) = &part.report {
+                self.logger.log(&self.feedback_record(conn, part, report));
             }
-            self.logger.log(&record);
+            if part.keep {
+                let mut record = self.logger.record(RecordType::Reception, &part.msg, &part.queue);
+                record.peer_address =
+                    Some(PeerAddress { name: conn.ehlo.clone(), addr: conn.peer.ip().to_string() });
+                if let Some(tls) = &conn.tls {
+                    record.tls_protocol_version = Some(tls.protocol_version.clone());
+                    record.tls_cipher = Some(tls.cipher.clone());
+                }
+                self.logger.log(&record);
+            }
+            if let Some(InboundReport::Oob(report)) = &part.report {
+                for record in self.oob_records(conn, part, report) {
+                    self.logger.log(&record);
+                }
+            }
             // kumo.xfer.xfer(msg, url, reason) in the handler: the move is saved, so log it now.
-            for note in &part.rebinds {
+            for note in part.rebinds.iter().filter(|_| part.keep) {
                 self.logger.rebind(&part.msg, &note.from, &note.to, &note.reason);
             }
         }
@@ -148,6 +192,10 @@ impl Reception {
         let mut refusal = None;
         for part in parts {
             let id = part.msg.id;
+            if !part.keep {
+                accepted.push(id.to_string());
+                continue;
+            }
             match self.insert(part.msg, &part.queue).await {
                 Ok(()) => accepted.push(id.to_string()),
                 Err(reply) => refusal = Some(reply),
@@ -222,7 +270,7 @@ impl Reception {
         }
 
         match msg.queue_name() {
-            Ok(queue) => Ok(Part { msg, queue, rebinds }),
+            Ok(queue) => Ok(Part { msg, queue, rebinds, report: None, keep: true }),
             Err(e) => {
                 tracing::error!(id = %msg.id, error = %e, "cannot compute queue name; message refused with 451");
                 Err(Reply::new(451, "4.3.0", format!("Cannot compute queue name: {e}")))

@@ -19,12 +19,14 @@ use tokio::time::Instant;
 use super::command::{self, Command};
 use super::data::{DataOutcome, DataReader, MAX_TEXT_LINE};
 use super::line::{Line, LineReader};
-use super::reception::{Connection, Reception, Reply};
+use super::reception::{Connection, Dispositions, Reception, Reply};
 use super::stream::SessionStream;
 use super::trace;
 use crate::model::line_endings;
+use crate::model::listener_domain::{ListenerDomain, RelayDisposition};
 use crate::model::smtp_trace::{self, ServerTracePayload};
 use crate::tls::TlsInfo;
+use std::collections::HashMap;
 
 /// Listener settings every session reads.
 #[derive(Debug, Clone)]
@@ -56,7 +58,13 @@ const MAX_ERRORS: u32 = 10;
 struct Transaction {
     sender: Option<String>,
     recipients: Vec<String>,
+    /// How each recipient domain's mail is handled (only with a `get_listener_domain` handler).
+    dispositions: Dispositions,
 }
+
+/// `get_listener_domain` answers a session keeps: an abusive client cannot grow it without bound
+/// by trying many domains.
+const MAX_CACHED_DOMAINS: usize = 64;
 
 enum Input {
     Data,
@@ -80,6 +88,8 @@ pub struct Session {
     tx: Transaction,
     errors: u32,
     auth_failures: u32,
+    /// `get_listener_domain` per domain (None: no configuration for it).
+    listener_domains: HashMap<String, Option<ListenerDomain>>,
 }
 
 impl Session {
@@ -102,6 +112,7 @@ impl Session {
             tx: Transaction::default(),
             errors: 0,
             auth_failures: 0,
+            listener_domains: HashMap::new(),
         }
     }
 
@@ -279,9 +290,15 @@ impl Session {
                     self.reply("503 5.5.1 Need MAIL FROM first");
                     return Ok(self.protocol_error());
                 };
-                let may_relay =
-                    self.conn.auth.is_some() || any_contains(&self.settings.relay_hosts, self.conn.peer.ip());
-                let refusal = if !may_relay {
+                let disposition = match self.relay_disposition(&sender, &address).await {
+                    Ok(d) => d,
+                    Err(reply) => {
+                        self.reception.log_rejection(&self.conn, &sender, &address, &reply, "RCPT TO");
+                        self.reply(&reply.line());
+                        return Ok(true);
+                    }
+                };
+                let refusal = if !disposition.accepts_rcpt() {
                     Some(Reply::new(550, "5.7.1", format!("Relaying denied for <{address}>")))
                 } else if self.tx.recipients.len() >= self.settings.max_recipients {
                     Some(Reply::new(452, "4.5.3", "Too many recipients"))
@@ -294,6 +311,7 @@ impl Session {
                         self.reply(&reply.line());
                     }
                     None => {
+                        self.tx.dispositions.entry(domain_of(&address)).or_insert(disposition);
                         self.tx.recipients.push(address);
                         self.reply("250 2.1.5 OK");
                     }
@@ -317,6 +335,51 @@ impl Session {
             }
         }
         Ok(true)
+    }
+
+    /// May this client send to `recipient`, and is its domain a report mailbox? `relay_hosts` and
+    /// AUTH decide, widened by the policy's `get_listener_domain` for the sender's and the
+    /// recipient's domains. A policy failure is a temporary refusal.
+    async fn relay_disposition(&mut self, sender: &str, recipient: &str) -> Result<RelayDisposition, Reply> {
+        let trusted =
+            self.conn.auth.is_some() || any_contains(&self.settings.relay_hosts, self.conn.peer.ip());
+        if !self.reception.policy.has_handler(crate::policy::listener_domain::EVENT) {
+            return Ok(RelayDisposition { relay: trusted, ..Default::default() });
+        }
+        let from = self.listener_domain(&domain_of(sender)).await?;
+        let to = self.listener_domain(&domain_of(recipient)).await?;
+        Ok(RelayDisposition::decide(trusted, self.conn.peer.ip(), from.as_ref(), to.as_ref()))
+    }
+
+    async fn listener_domain(&mut self, domain: &str) -> Result<Option<ListenerDomain>, Reply> {
+        if domain.is_empty() {
+            return Ok(None);
+        }
+        if let Some(known) = self.listener_domains.get(domain) {
+            return Ok(known.clone());
+        }
+        let (d, listener, meta) = (domain.to_string(), self.conn.local.to_string(), self.conn.meta());
+        let answer = self
+            .reception
+            .policy
+            .call(crate::policy::Lane::Reception, move |state| {
+                state.get_listener_domain(&d, &listener, &meta)
+            })
+            .await;
+        match answer {
+            Ok(Ok(found)) => {
+                if self.listener_domains.len() >= MAX_CACHED_DOMAINS {
+                    self.listener_domains.clear();
+                }
+                self.listener_domains.insert(domain.to_string(), found.clone());
+                Ok(found)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(domain, error = %e, "get_listener_domain failed; recipient refused with 451");
+                Err(Reply::new(451, "4.3.0", "Temporary policy failure; try again later"))
+            }
+            Err(_) => Err(Reply::new(421, "4.3.2", "Service shutting down; try again later")),
+        }
     }
 
     fn auth_offered(&self) -> bool {
@@ -359,11 +422,7 @@ impl Session {
             self.reply("501 5.5.2 Cannot decode the AUTH response");
             return Ok(self.protocol_error());
         };
-        let meta = serde_json::json!({
-            "received_from": self.conn.peer.to_string(),
-            "received_via": self.conn.local.to_string(),
-            "ehlo_domain": self.conn.ehlo,
-        });
+        let meta = self.conn.meta();
         let (z, c) = (authz.clone(), authc.clone());
         let verdict = self
             .reception
@@ -559,7 +618,10 @@ impl Session {
             ),
             DataOutcome::Complete(body) => match self.line_endings(body) {
                 Ok(body) => {
-                    self.reception.receive(&self.conn, sender.clone(), tx.recipients.clone(), body).await
+                    let recipients = tx.recipients.clone();
+                    self.reception
+                        .receive(&self.conn, sender.clone(), recipients, body, &tx.dispositions)
+                        .await
                 }
                 Err(reply) => reply,
             },
@@ -571,6 +633,11 @@ impl Session {
         self.reply(&reply.line());
         Ok(true)
     }
+}
+
+/// The domain of an envelope address, lowercase (empty for the null sender).
+fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase()).unwrap_or_default()
 }
 
 fn decode64(text: &str) -> Option<String> {
