@@ -30,6 +30,7 @@ pub mod gcra;
 pub mod insert_context;
 pub mod line_endings;
 pub mod log_hook;
+pub mod metrics_history;
 pub mod queue_config;
 pub mod ready_queue_suspension;
 pub mod retry;
