@@ -16,6 +16,15 @@ fn shown_count(dom: &str, queue: &str) -> Option<u64> {
     cell.split('<').next()?.trim().parse().ok()
 }
 
+/// A node whose queues deliver to `sink`, retrying every 2 s.
+fn node_relaying_to(sink: &SmtpSink) -> FerryNode {
+    let policy = format!(
+        "kumo.on('get_queue_config', function() return kumo.make_queue_config {{ retry_interval = '2s', protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }} end)",
+        sink.port()
+    );
+    FerryNode::start("", Some(&policy))
+}
+
 /// What the page drew for one series: the SVG's values, the time of its last one, the polyline's
 /// points, the plot's baseline (the frame's bottom edge) and the caption's figures.
 #[derive(Debug)]
@@ -59,11 +68,7 @@ fn chart(dom: &str, series: &str) -> Option<Chart> {
 #[test]
 fn the_dashboard_charts_a_burst_of_mail() {
     let sink = SmtpSink::start();
-    let policy = format!(
-        "kumo.on('get_queue_config', function() return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }} end)",
-        sink.port()
-    );
-    let node = FerryNode::start("", Some(&policy));
+    let node = node_relaying_to(&sink);
     let url = format!("http://{}/", node.http);
 
     let quiet = dump_dom(&url, Duration::from_secs(3));
@@ -120,11 +125,7 @@ fn the_dashboard_charts_a_burst_of_mail() {
 #[test]
 fn the_dashboard_shows_a_queue_appear_and_drain() {
     let sink = SmtpSink::start();
-    let policy = format!(
-        "kumo.on('get_queue_config', function() return kumo.make_queue_config {{ retry_interval = '2s', protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{}' }} }} }} }} end)",
-        sink.port()
-    );
-    let node = FerryNode::start("", Some(&policy));
+    let node = node_relaying_to(&sink);
     let out = node.cli(&["--json", "suspend", "--domain", "held.example", "--reason", "hold"]);
     let suspension = serde_json::from_str::<Value>(&out).unwrap()["id"].as_str().unwrap().to_string();
     let mut c = RawSmtp::connect(node.smtp);
