@@ -14,6 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::model::RecordType;
+use crate::model::metrics_history::{COUNTER_SERIES, HistoryView, MetricsHistory, Reading};
 
 mod ready_queues;
 pub use ready_queues::{Counts, OwnedReadyQueueStats, PathLimits, ReadyQueueFamily, ReadyQueueStats};
@@ -22,9 +23,16 @@ pub use ready_queues::{Counts, OwnedReadyQueueStats, PathLimits, ReadyQueueFamil
 #[derive(Default)]
 pub struct GaugeFamily {
     map: Mutex<BTreeMap<String, Arc<AtomicI64>>>,
+    /// The sum of every owned gauge, kept as they change so a 1 s tick need not walk the map.
+    total: AtomicI64,
 }
 
 impl GaugeFamily {
+    /// The sum of the family's gauges (a gauge whose actor is still stopping included).
+    pub fn total(&self) -> i64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
     pub fn remove(&self, key: &str) {
         self.map.lock().expect("gauge lock").remove(key);
     }
@@ -141,6 +149,8 @@ pub struct Metrics {
     pub log_records_dropped: AtomicU64,
     /// The latest log records (JSON lines), newest last, for the dashboard.
     recent: Mutex<std::collections::VecDeque<String>>,
+    /// Per-second rates over the last 15 minutes, fed by [`Metrics::sample_history`].
+    history: Mutex<MetricsHistory>,
 }
 
 /// Log records kept for [`Metrics::recent_records`].
@@ -207,6 +217,61 @@ impl Metrics {
     }
 }
 
+/// The record type each history counter counts, in [`COUNTER_SERIES`] order.
+const HISTORY_COUNTERS: [RecordType; COUNTER_SERIES.len()] = [
+    RecordType::Reception,
+    RecordType::Delivery,
+    RecordType::TransientFailure,
+    RecordType::Bounce,
+    RecordType::XferOut,
+    RecordType::XferIn,
+];
+
+impl Metrics {
+    /// The reading the history tick takes: the record counters and the messages waiting.
+    pub fn reading(&self) -> Reading {
+        let count = |kind: RecordType| {
+            RECORD_TYPES
+                .iter()
+                .position(|(k, _, _)| *k == kind)
+                .map_or(0, |i| self.records[i].load(Ordering::Relaxed))
+        };
+        let mut counters = [0; COUNTER_SERIES.len()];
+        for (c, kind) in counters.iter_mut().zip(HISTORY_COUNTERS) {
+            *c = count(kind);
+        }
+        let depth = self.scheduled.total() + self.ready.total();
+        Reading { counters, queue_depth: depth.max(0) as u64 }
+    }
+
+    /// One tick of the history, at unix second `now`.
+    pub fn sample_history(&self, now: u64) {
+        let reading = self.reading();
+        if let Ok(mut h) = self.history.lock() {
+            h.record(now, reading);
+        }
+    }
+
+    /// The history after unix second `since` (all 15 minutes if None).
+    pub fn history(&self, since: Option<u64>) -> HistoryView {
+        self.history.lock().map(|h| h.view(since)).unwrap_or_else(|_| MetricsHistory::default().view(None))
+    }
+}
+
+/// Tick the history once a second, just after each second turns, on a thread of its own (a
+/// tick is a few atomic reads and one short lock).
+pub fn spawn_history_tick() -> std::io::Result<()> {
+    std::thread::Builder::new().name("ferry-metrics-history".into()).spawn(|| {
+        loop {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            metrics().sample_history(now.as_secs());
+            let into_second = Duration::from_nanos(u64::from(now.subsec_nanos()));
+            std::thread::sleep(Duration::from_secs(1) - into_second + Duration::from_millis(5));
+        }
+    })?;
+    Ok(())
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::default);
 
 /// The node's metrics (one node per process).
@@ -230,12 +295,14 @@ impl OwnedGauge {
     }
 
     pub fn set(&self, v: usize) {
-        self.gauge.store(v as i64, Ordering::Relaxed);
+        let old = self.gauge.swap(v as i64, Ordering::Relaxed);
+        self.family.total.fetch_add(v as i64 - old, Ordering::Relaxed);
     }
 }
 
 impl Drop for OwnedGauge {
     fn drop(&mut self) {
+        self.family.total.fetch_sub(self.gauge.load(Ordering::Relaxed), Ordering::Relaxed);
         // A successor actor may already own the key (a re-created queue): only remove our own.
         let mut map = self.family.map.lock().expect("gauge lock");
         if map.get(&self.key).is_some_and(|g| Arc::ptr_eq(g, &self.gauge)) {
@@ -265,9 +332,12 @@ mod tests {
         drop(old);
         successor.set(2);
         assert_eq!(FAMILY.get("q0"), Some(2));
+        gauges[1].set(5);
+        assert_eq!(FAMILY.total(), 2 + 7 + 5, "the total follows every set");
         drop(gauges);
         drop(successor);
         assert!(FAMILY.is_empty());
+        assert_eq!(FAMILY.total(), 0, "and every drop");
     }
 
     #[test]

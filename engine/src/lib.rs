@@ -13,6 +13,7 @@ mod observe;
 mod ready_q;
 mod ready_queue_view;
 mod serve;
+mod sparkline;
 mod trace;
 mod xfer_wait;
 

@@ -1,5 +1,6 @@
 //! `ferry queue-summary` (from `GET /metrics` and the suspend/bounce lists, SPEC §5) and
-//! `ferry top` (a live view of `GET /api/admin/actors/v1`, refreshed every second).
+//! `ferry top` (a live view of `GET /api/admin/actors/v1`, refreshed every second, with a
+//! sparkline per series of `GET /api/admin/metrics-history/v1`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::admin::{Api, call};
 use crate::ready_queue_view::{ready_rows, render_top_panel, summary_json, summary_table};
+use crate::sparkline::render_history;
 
 /// One sample of the Prometheus text format: metric name, its single label value (if any), value.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,8 +181,9 @@ pub(crate) fn table(out: &mut String, header: &[&str], rows: impl Iterator<Item 
     }
 }
 
-/// One frame of `ferry top`; `prev` is the reading before (and seconds since), for rates.
-pub fn render_top(v: &Value, endpoint: &str, prev: Option<(&Value, f64)>) -> String {
+/// One frame of `ferry top`; `prev` is the reading before (and seconds since), for rates;
+/// `history` the node's last 15 minutes, drawn as a sparkline per series.
+pub fn render_top(v: &Value, endpoint: &str, prev: Option<(&Value, f64)>, history: Option<&Value>) -> String {
     let mut out = String::new();
     let totals = &v["totals"];
     let n = |k: &str| totals[k].as_u64().unwrap_or(0);
@@ -200,6 +203,10 @@ pub fn render_top(v: &Value, endpoint: &str, prev: Option<(&Value, f64)>) -> Str
         "policy: {} states, {} queued, {} calls, mean {} ms, slowest {} ms   spool: {} commits, mean {} ms, max {} ms, largest batch {}\n\n",
         p["states"], p["queued"], p["calls"], p["mean_ms"], p["slowest_ms"], w["commits"], w["commit_mean_ms"], w["commit_max_ms"], w["largest_batch"]
     ));
+    if let Some(history) = history {
+        render_history(&mut out, history);
+        out.push('\n');
+    }
     let sq = &v["scheduled_queues"];
     out.push_str(&format!("scheduled queues: {} (largest {})\n", sq["total"], sq["shown"]));
     table(
@@ -249,8 +256,13 @@ pub async fn top(api: &Api, once: bool, limit: usize) -> anyhow::Result<()> {
             actix_rt::time::sleep(REFRESH).await;
             continue;
         }
+        // A node without the history endpoint (an older version) still gets its frame.
+        let history = match call(api, Method::GET, "/api/admin/metrics-history/v1", None).await {
+            Ok((_, text)) => serde_json::from_str::<Value>(&text).ok(),
+            Err(_) => None,
+        };
         let earlier = prev.as_ref().map(|(p, at)| (p, now.duration_since(*at).as_secs_f64()));
-        let frame = render_top(&v, &api.base, earlier);
+        let frame = render_top(&v, &api.base, earlier, history.as_ref());
         if once {
             print!("{frame}");
             return Ok(());

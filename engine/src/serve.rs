@@ -340,6 +340,9 @@ async fn serve(
     drop(done_tx);
 
     spawn_heap_trimmer();
+    if let Err(e) = ferry_actors::metrics::spawn_history_tick() {
+        tracing::warn!(error = %e, "cannot start the metrics history tick; the dashboard's charts stay empty");
+    }
     write_listeners(&listeners_file, &smtp_addrs, http_addr, &node)?;
     tracing::info!(smtp = %smtp_addr, http = %http_addr, nodeid = %node, "ferry ready");
 

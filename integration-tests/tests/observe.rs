@@ -134,6 +134,14 @@ fn queue_summary_and_top_render_for_people_and_scripts() {
         frame.lines().find(|l| l.starts_with("held.example")).unwrap_or_else(|| panic!("{frame}"));
     assert!(queue_row.contains(" 2 "), "{frame}");
     assert!(frame.contains("XFER TARGET") && frame.contains("DISPATCHER"), "{frame}");
+    // The two receptions and failures are in the history: their rows' sparklines rise off the floor.
+    for series in ["received/s", "transient/s", "queue_depth"] {
+        let row =
+            frame.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("{series}: {frame}"));
+        assert!(row.chars().any(|c| "▂▃▄▅▆▇█".contains(c)), "{series} shows activity: {frame}");
+    }
+    let bounced = frame.lines().find(|l| l.starts_with("bounced/s")).unwrap_or_else(|| panic!("{frame}"));
+    assert!(!bounced.chars().any(|c| "▂▃▄▅▆▇█".contains(c)), "no bounces, a flat line: {frame}");
     assert!(!frame.contains('\x1b'), "--once draws no screen control");
 }
 
@@ -161,6 +169,7 @@ fn openapi_describes_every_endpoint_and_each_described_endpoint_exists() {
         ("/api/admin/bounce/v1", "delete"),
         ("/api/admin/rebind/v1", "post"),
         ("/api/admin/actors/v1", "get"),
+        ("/api/admin/metrics-history/v1", "get"),
         ("/metrics", "get"),
         ("/api/xfer/inject/v1", "post"),
         ("/api/xfer/inject-batch/v1", "post"),

@@ -1,5 +1,6 @@
 //! What the actors publish, for people: `GET /api/admin/actors/v1` (every kind of live actor and
-//! its state, as JSON), the latest records, and the dashboard that polls them. `GET /metrics` is
+//! its state, as JSON), the latest records, the last 15 minutes' per-second history, and the
+//! dashboard that polls them. `GET /metrics` is
 //! in `prometheus.rs`.
 
 use std::cmp::Reverse;
@@ -16,7 +17,11 @@ use serde_json::{Value, json};
 use crate::AppState;
 
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(crate::prometheus::prometheus).service(actors).service(records).service(dashboard);
+    cfg.service(crate::prometheus::prometheus)
+        .service(actors)
+        .service(records)
+        .service(metrics_history)
+        .service(dashboard);
 }
 
 /// Gauge entries read per lock when looking for the largest queues.
@@ -153,6 +158,23 @@ async fn records(q: web::Query<RecordsQuery>) -> HttpResponse {
     let lines = metrics().recent_records(q.limit.unwrap_or(50));
     let body = format!("[{}]", lines.join(","));
     HttpResponse::Ok().content_type("application/json").body(body)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Only samples after this unix second (a poll asks for what is new since its last sample).
+    #[serde(default)]
+    since: Option<u64>,
+}
+
+/// Per-second samples over the last 15 minutes (received, delivered, transient, bounced, xfer
+/// out and in per second; queue depth), oldest first: `at` holds each sample's unix second and
+/// every series one value per sample.
+#[utoipa::path(tag = "observe", params(HistoryQuery), responses((status = 200, description = "The history, one array per series", body = serde_json::Value), (status = 400, description = "Bad query", body = crate::errors::ErrorBody), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[get("/api/admin/metrics-history/v1")]
+async fn metrics_history(q: web::Query<HistoryQuery>) -> HttpResponse {
+    HttpResponse::Ok().json(metrics().history(q.since))
 }
 
 /// The live dashboard: one page, no build step; it polls the actors and records endpoints.

@@ -35,6 +35,7 @@ pub mod insert_context;
 pub mod line_endings;
 pub mod listener_domain;
 pub mod log_hook;
+pub mod metrics_history;
 pub mod queue_config;
 pub mod ready_queue_suspension;
 pub mod report_mime;
