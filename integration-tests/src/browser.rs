@@ -1,4 +1,4 @@
-//! Headless Chromium for the dashboard test (Debian's `chromium`; `.ci/run` installs it).
+//! Headless Chromium for the dashboard test (Debian's `chromium`; `cargo xtask test` installs it).
 //! `$FERRY_CHROMIUM` names another binary.
 
 use std::path::{Path, PathBuf};
@@ -9,15 +9,14 @@ pub fn chromium() -> PathBuf {
     if let Ok(p) = std::env::var("FERRY_CHROMIUM") {
         return PathBuf::from(p);
     }
-    for name in ["chromium", "chromium-browser", "google-chrome"] {
-        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-            let p = Path::new(dir).join(name);
-            if p.is_file() {
-                return p;
-            }
-        }
+    match crate::requires::find_command(&["chromium", "chromium-browser", "google-chrome"]) {
+        Some(p) => p,
+        None => crate::requires::missing(
+            "the dashboard test (headless Chromium; or set FERRY_CHROMIUM)",
+            "chromium",
+            "sudo apt-get install -y chromium",
+        ),
     }
-    panic!("the dashboard test needs headless Chromium: apt-get install chromium (or set FERRY_CHROMIUM)");
 }
 
 /// Run Chromium headless with `args` and `url`; its stdout. Killed after 90 s.

@@ -1,11 +1,12 @@
 //! DKIM for tests: keys made with the `openssl` CLI at test time, and Python's dkimpy as an
-//! independent verifier whose DNS lookups are answered from those keys (`.ci/run` installs
-//! dkimpy and pynacl).
+//! independent verifier whose DNS lookups are answered from those keys (`cargo xtask test`
+//! installs openssl, dkimpy and pynacl).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 fn openssl(args: &[&str]) {
+    crate::requires::command("the DKIM tests (key generation)", "openssl", "openssl");
     let out = Command::new("openssl").args(args).output().expect("the openssl CLI runs");
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -57,6 +58,8 @@ pub fn dkimpy_verdicts(message: &str, records: &[(&str, &Path)]) -> Vec<String> 
 
 /// [`dkimpy_verdicts`] for many messages in one Python process.
 pub fn dkimpy_verdicts_each(messages: &[&str], records: &[(&str, &Path)]) -> Vec<Vec<String>> {
+    crate::requires::python_module("the DKIM tests (dkimpy verifies signatures)", "dkim", "dkimpy");
+    crate::requires::python_module("the DKIM tests (dkimpy's ed25519)", "nacl", "pynacl");
     let mut cmd = Command::new("python3");
     cmd.args(["-c", VERIFY]);
     for (name, der) in records {
@@ -70,11 +73,7 @@ pub fn dkimpy_verdicts_each(messages: &[&str], records: &[(&str, &Path)]) -> Vec
     }
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), &input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "dkimpy failed (pip install dkimpy pynacl): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "dkimpy failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.split_whitespace().map(str::to_string).collect())
