@@ -6,6 +6,7 @@
 pub mod cidr;
 pub mod duration;
 mod error;
+pub mod keys;
 mod schema;
 pub mod size;
 
