@@ -86,10 +86,10 @@ run() {
   "$bin/ferry" bench-smtp --target "$FERRY_SMTP" --messages "$messages" --concurrency 50 --size 4096 >/dev/null
   until [ "$(cat "$dir/sink/count" 2>/dev/null || echo 0)" -ge "$messages" ]; do sleep 0.02; done
   end=$(date +%s.%N)
-  local events="" 
+  local events=""
   if [ "$label" = hooked ]; then
     until [ "$(curl -s "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')" -ge "$messages" ]; do sleep 0.05; done
-    events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(f"; webhook: {s[\"events\"]} events at {s[\"events\"]/max(s[\"last\"]-s[\"first\"],1e-9):.0f} events/s")')
+    events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); n=s["events"]; t=max(s["last"]-s["first"],1e-9); print("; webhook: %d events at %.0f events/s" % (n, n/t))')
   fi
   python3 -c "import sys; n=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'{sys.argv[4]:7}: {n} x 4 KB relayed in {t:.2f}s: {n/t:.0f} msgs/s{sys.argv[5]}')" "$messages" "$start" "$end" "$label" "$events"
   kill -TERM "$FERRY_PID" "$SINK_PID" "$hook_pid"; wait "$FERRY_PID" "$SINK_PID" "$hook_pid" 2>/dev/null || true
