@@ -23,7 +23,7 @@ pub fn install(lua: &Lua, kumo_table: &mlua::Table) -> mlua::Result<()> {
 
 /// `conn_meta` as handlers see it: the connection's fields, and `conn_meta:get_meta(name)` as
 /// in KumoMTA's documentation examples.
-fn conn_meta_table(lua: &Lua, conn_meta: &serde_json::Value) -> mlua::Result<Value> {
+pub(crate) fn conn_meta_table(lua: &Lua, conn_meta: &serde_json::Value) -> mlua::Result<Value> {
     let value = json_to_lua(lua, conn_meta)?;
     if let Value::Table(t) = &value {
         let get_meta =

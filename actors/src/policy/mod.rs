@@ -20,6 +20,7 @@ mod pool;
 pub mod queue_config;
 pub mod requeue;
 mod secrets;
+pub mod smtp_events;
 mod state;
 pub mod time_delta;
 mod xfer;

@@ -25,6 +25,8 @@ use super::trace;
 use crate::model::line_endings;
 use crate::model::listener_domain::{ListenerDomain, RelayDisposition};
 use crate::model::smtp_trace::{self, ServerTracePayload};
+use crate::policy::PolicyError;
+use crate::policy::smtp_events::CommandArg;
 use crate::tls::TlsInfo;
 use std::collections::HashMap;
 
@@ -243,6 +245,12 @@ impl Session {
         let hostname = self.settings.hostname.clone();
         match cmd {
             Command::Ehlo(domain) => {
+                if let Err(reply) =
+                    self.command_event("smtp_server_ehlo", CommandArg::Domain(domain.clone())).await
+                {
+                    self.reply(&reply.line());
+                    return Ok(true);
+                }
                 self.conn.ehlo = domain.clone();
                 self.greeted = true;
                 self.tx = Transaction::default();
@@ -258,6 +266,12 @@ impl Session {
                 ));
             }
             Command::Helo(domain) => {
+                if let Err(reply) =
+                    self.command_event("smtp_server_ehlo", CommandArg::Domain(domain.clone())).await
+                {
+                    self.reply(&reply.line());
+                    return Ok(true);
+                }
                 self.conn.ehlo = domain.clone();
                 self.greeted = true;
                 self.tx = Transaction::default();
@@ -278,6 +292,13 @@ impl Session {
                 }
                 if size.is_some_and(|s| s > self.settings.max_message_size as u64) {
                     let reply = Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size");
+                    self.reception.log_rejection(&self.conn, &address, "", &reply, "MAIL FROM");
+                    self.reply(&reply.line());
+                    return Ok(true);
+                }
+                if let Err(reply) =
+                    self.command_event("smtp_server_mail_from", CommandArg::Address(address.clone())).await
+                {
                     self.reception.log_rejection(&self.conn, &address, "", &reply, "MAIL FROM");
                     self.reply(&reply.line());
                     return Ok(true);
@@ -303,7 +324,9 @@ impl Session {
                 } else if self.tx.recipients.len() >= self.settings.max_recipients {
                     Some(Reply::new(452, "4.5.3", "Too many recipients"))
                 } else {
-                    None
+                    self.command_event("smtp_server_rcpt_to", CommandArg::Address(address.clone()))
+                        .await
+                        .err()
                 };
                 match refusal {
                     Some(reply) => {
@@ -349,6 +372,32 @@ impl Session {
         let from = self.listener_domain(&domain_of(sender)).await?;
         let to = self.listener_domain(&domain_of(recipient)).await?;
         Ok(RelayDisposition::decide(trusted, self.conn.peer.ip(), from.as_ref(), to.as_ref()))
+    }
+
+    /// `smtp_server_ehlo` / `smtp_server_mail_from` / `smtp_server_rcpt_to`, when the policy
+    /// handles it: a `kumo.reject` in a handler is the command's reply; any other failure a 451.
+    async fn command_event(&mut self, event: &'static str, arg: CommandArg) -> Result<(), Reply> {
+        if !self.reception.policy.has_handler(event) {
+            return Ok(());
+        }
+        let meta = self.conn.meta();
+        let answer = self
+            .reception
+            .policy
+            .call(crate::policy::Lane::Reception, move |state| state.smtp_command_event(event, arg, &meta))
+            .await;
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(PolicyError::Rejected { code, text })) => {
+                let code = if (400..600).contains(&code) { code } else { 550 };
+                Err(Reply { code, enhanced: None, text })
+            }
+            Ok(Err(e)) => {
+                tracing::error!(event, error = %e, "listener event failed; command refused with 451");
+                Err(Reply::new(451, "4.3.0", "Temporary policy failure; try again later"))
+            }
+            Err(_) => Err(Reply::new(421, "4.3.2", "Service shutting down; try again later")),
+        }
     }
 
     async fn listener_domain(&mut self, domain: &str) -> Result<Option<ListenerDomain>, Reply> {
