@@ -2,6 +2,7 @@
 //! state and no business logic of their own.
 
 mod admin;
+mod cluster;
 mod directives;
 mod errors;
 mod inject;
@@ -57,6 +58,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
                 .app_data(errors::query_config())
                 .app_data(wire);
             admin::routes(cfg);
+            cluster::routes(cfg);
             inspect_message::routes(cfg);
             log_filter::routes(cfg);
             directives::routes(cfg);
