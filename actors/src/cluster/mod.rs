@@ -21,7 +21,7 @@ use crate::model::cluster_node::NodeHeartbeat;
 /// What an actor tells the cluster task.
 #[derive(Debug)]
 pub(crate) enum Outgoing {
-    Made(Directive),
+    Made(Box<Directive>),
     Cancelled(DirectiveKey),
 }
 
@@ -62,7 +62,7 @@ impl ClusterLink {
     }
 
     pub(crate) fn made(&self, d: Directive) {
-        let _ = self.tx.send(Outgoing::Made(d));
+        let _ = self.tx.send(Outgoing::Made(Box::new(d)));
     }
 
     pub(crate) fn cancelled(&self, key: DirectiveKey) {

@@ -148,7 +148,7 @@ impl Session {
     /// Offline: remember what Redis has not seen.
     fn record(&mut self, out: Outgoing, synced: bool) {
         match out {
-            Outgoing::Made(d) => self.ledger.made_here(d, synced),
+            Outgoing::Made(d) => self.ledger.made_here(*d, synced),
             Outgoing::Cancelled(key) => self.ledger.cancelled_here(key, synced),
         }
     }
@@ -178,9 +178,9 @@ impl Session {
         }
         match announcement {
             Announcement::Add { directive } => {
-                if self.ledger.added_remotely(directive.clone()) {
+                if self.ledger.added_remotely((*directive).clone()) {
                     tracing::info!(kind = directive.kind().as_str(), id = %directive.id(), from = %directive.origin().node_id, "cluster: applying a peer's directive");
-                    self.handles.apply(directive);
+                    self.handles.apply(*directive);
                 }
             }
             Announcement::Cancel { kind, id, by } => {
@@ -261,7 +261,7 @@ impl Session {
 /// SET with the directive's time left as TTL, and announce it; a lapsed one is left out.
 async fn store(con: &mut MultiplexedConnection, d: &Directive) -> Result<(), String> {
     let Some(ttl) = d.ttl(Utc::now()) else { return Ok(()) };
-    let announce = Announcement::Add { directive: d.clone() }.encode();
+    let announce = Announcement::Add { directive: Box::new(d.clone()) }.encode();
     let mut pipe = redis::pipe();
     pipe.atomic().cmd("SET").arg(d.redis_key()).arg(d.encode()).arg("EX").arg(ttl).ignore();
     pipe.cmd("PUBLISH").arg(CHANNEL).arg(announce).ignore();

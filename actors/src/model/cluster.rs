@@ -132,7 +132,7 @@ pub fn redis_key(kind: DirectiveKind, id: Uuid) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Announcement {
-    Add { directive: Directive },
+    Add { directive: Box<Directive> },
     Cancel { kind: DirectiveKind, id: Uuid, by: Uuid },
 }
 

@@ -44,7 +44,7 @@ fn encoding_round_trips_and_keeps_bounce_counts_local() {
         expires: now,
         origin: node(2),
     });
-    let a = Announcement::Add { directive: rq.clone() };
+    let a = Announcement::Add { directive: Box::new(rq.clone()) };
     assert_eq!(Announcement::decode(&a.encode()).unwrap(), a);
     assert_eq!(a.sender(), Uuid::from_u128(2));
     let c = Announcement::Cancel { kind: DirectiveKind::SuspendReadyQ, id: rq.id(), by: Uuid::from_u128(3) };
