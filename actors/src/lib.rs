@@ -1,6 +1,7 @@
 //! ferry-actors: the engine. Pure rules live in `model`; each other module is one actor (or a small
 //! family of them) that owns its state and talks to the rest by message.
 
+pub mod cluster;
 pub mod delivery;
 pub mod dkim;
 pub mod egress;

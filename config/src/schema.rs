@@ -36,6 +36,10 @@ pub struct Config {
     pub xfer: XferConfig,
     #[serde(default)]
     pub tls: TlsConfig,
+    /// `[cluster]`: admin directives and the cluster view shared through Redis; absent: this node
+    /// stands alone.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// Where this config came from; not part of the TOML.
     #[serde(skip)]
     pub source: ConfigSource,
@@ -266,6 +270,28 @@ impl Default for TlsConfig {
     }
 }
 
+/// `[cluster]`: suspensions, ready-queue suspensions and admin bounces made on any node apply on
+/// every node using this Redis, and each node heartbeats into it (the cluster view).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port/[db]` (or `rediss://`, `unix://`). Its password is
+    /// never logged.
+    pub redis: String,
+    /// This node's admin URL as its peers reach it; default: `http(s)://` + `[http] listen`.
+    #[serde(default)]
+    pub node_url: Option<String>,
+    /// How often this node writes its heartbeat; it drops out of the view after three missed.
+    #[serde(default = "ClusterConfig::default_heartbeat")]
+    pub heartbeat_interval: HumanDuration,
+}
+
+impl ClusterConfig {
+    fn default_heartbeat() -> HumanDuration {
+        HumanDuration::from_secs(5)
+    }
+}
+
 /// `[xfer]`: moving queued mail to peer nodes (SPEC §4).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -455,6 +481,20 @@ impl Config {
                 return invalid("http.tls_private_key", "needs http.tls_certificate too".into());
             }
             _ => {}
+        }
+        if let Some(c) = &self.cluster {
+            // The value is not repeated in the message: it may carry a password.
+            if !["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|p| c.redis.starts_with(p)) {
+                return invalid("cluster.redis", "must be a redis://, rediss:// or unix:// URL".into());
+            }
+            if let Some(url) = &c.node_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return invalid("cluster.node_url", format!("{url:?} must be an http:// or https:// URL"));
+            }
+            if c.heartbeat_interval.0.is_zero() {
+                return invalid("cluster.heartbeat_interval", "must be greater than 0".into());
+            }
         }
         for (i, l) in self.smtp.listeners.iter().enumerate() {
             if l.tls_certificate.is_some() != l.tls_private_key.is_some() {

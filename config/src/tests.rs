@@ -201,3 +201,19 @@ fn inject_limits_have_defaults_and_errors_name_the_key_and_file() {
     let p = located("[http]\nlisten = \"127.0.0.1:0\"\nmax_inject_recipients = 0\n");
     assert_eq!((p.key.as_str(), p.line), ("http.max_inject_recipients", Some(3)));
 }
+
+#[test]
+fn cluster_is_optional_and_its_errors_never_repeat_the_redis_password() {
+    assert!(parse("").unwrap().cluster.is_none());
+    let c = parse("[cluster]\nredis = \"redis://:pw@10.0.0.9:6379/\"\n").unwrap().cluster.unwrap();
+    assert_eq!((c.node_url, c.heartbeat_interval.0.as_secs()), (None, 5));
+    let p = located("[cluster]\nredis = \"http://:s3cret@10.0.0.9/\"\n");
+    assert_eq!((p.key.as_str(), p.line), ("cluster.redis", Some(2)));
+    assert!(!p.rendered.contains("s3cret"), "{}", p.rendered);
+    let p = located("[cluster]\nredis = \"redis://h/\"\nnode_url = \"10.0.0.1:8000\"\n");
+    assert_eq!(p.key, "cluster.node_url");
+    let p = located("[cluster]\nredis = \"redis://h/\"\nheartbeat_interval = \"0s\"\n");
+    assert_eq!(p.key, "cluster.heartbeat_interval");
+    let p = located("[cluster]\nredis = \"redis://h/\"\nnodes = 3\n");
+    assert_eq!(p.key, "cluster.nodes");
+}

@@ -151,6 +151,9 @@ pub enum AdminCmd {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// The nodes of the cluster as seen in its Redis: id, admin URL, version, queue totals, last
+    /// heartbeat.
+    Cluster,
     /// Show the messages waiting in a scheduled queue.
     InspectSchedQ {
         queue: String,
@@ -250,7 +253,7 @@ fn directive_table(list: &Value, bounces: bool) -> String {
     if items.is_empty() {
         return format!("no active {}", if bounces { "bounces" } else { "suspensions" });
     }
-    let mut header = vec!["ID", "MATCHES", "REASON", "REMAINING"];
+    let mut header = vec!["ID", "MATCHES", "REASON", "REMAINING", "ORIGIN"];
     if bounces {
         header.push("BOUNCED");
     }
@@ -260,6 +263,7 @@ fn directive_table(list: &Value, bounces: bool) -> String {
             crate::observe::criteria_text(d),
             d["reason"].as_str().unwrap_or("").to_string(),
             d["duration"].as_str().unwrap_or("").to_string(),
+            crate::cluster::origin_text(d),
         ];
         if bounces {
             row.push(d["total_bounced"].to_string());
@@ -426,6 +430,7 @@ async fn run_async(api: Api, cmd: AdminCmd) -> anyhow::Result<()> {
             println!("{}", pretty(&text));
         }
         AdminCmd::ReadyQ(cmd) => crate::ready_q::run(&api, cmd).await?,
+        AdminCmd::Cluster => crate::cluster::run(&api).await?,
         AdminCmd::TraceSmtpServer(args) => crate::trace::server(&api, args).await?,
         AdminCmd::TraceSmtpClient(args) => crate::trace::client(&api, args).await?,
         AdminCmd::Inject(args) => crate::inject::run(&api, args).await?,

@@ -7,6 +7,7 @@ mod bench_dkim;
 mod bench_inject;
 mod bench_spool;
 mod cli;
+mod cluster;
 mod inject;
 mod node;
 mod observe;

@@ -105,11 +105,13 @@ fn suspension_table(list: &Value) -> String {
         return "no active ready-queue suspensions".into();
     }
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
-    let rows = items
-        .iter()
-        .map(|s| vec![text(&s["id"]), text(&s["name"]), text(&s["reason"]), text(&s["duration"])]);
+    let rows = items.iter().map(|s| {
+        let origin = crate::cluster::origin_text(s);
+        vec![text(&s["id"]), text(&s["name"]), text(&s["reason"]), text(&s["duration"]), origin]
+    });
     let mut out = String::new();
-    crate::observe::table(&mut out, &["ID", "READY QUEUE", "REASON", "REMAINING"], rows, usize::MAX);
+    let header = ["ID", "READY QUEUE", "REASON", "REMAINING", "ORIGIN"];
+    crate::observe::table(&mut out, &header, rows, usize::MAX);
     out.trim_end().to_string()
 }
 

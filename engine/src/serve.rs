@@ -173,6 +173,15 @@ async fn serve(
     } else {
         Resolver::with_servers(&config.dns.servers)
     });
+    // `[cluster]`: the link exists before the services that hold it; its task starts once the
+    // HTTP listener's address (the default node_url) is known.
+    let (cluster_link, cluster_inbox) = match &config.cluster {
+        Some(_) => {
+            let (link, inbox) = ferry_actors::cluster::ClusterLink::new();
+            (Some(link), Some(inbox))
+        }
+        None => (None, None),
+    };
     let services = Services {
         spool,
         writer: spool_writer.clone(),
@@ -206,6 +215,7 @@ async fn serve(
             tls: Some(xfer_tls),
         }),
         sweeps: Arc::default(),
+        cluster: cluster_link,
     };
     queues.do_send(Attach(services.clone()));
     delivery.do_send(AttachDelivery(services.clone()));
@@ -320,6 +330,18 @@ async fn serve(
     let http = http.run();
     let http_handle = http.handle();
     actix_rt::spawn(http);
+    if let (Some(cluster), Some(inbox)) = (&config.cluster, cluster_inbox) {
+        let scheme = if config.http_tls_files().is_some() { "https" } else { "http" };
+        let settings = ferry_actors::cluster::ClusterSettings {
+            redis_url: cluster.redis.clone(),
+            node_id: node,
+            node_url: cluster.node_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}")),
+            heartbeat_interval: cluster.heartbeat_interval.0,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let handles = ferry_actors::cluster::Handles { queues: queues.clone(), delivery: delivery.clone() };
+        actix_rt::spawn(inbox.run(settings, handles));
+    }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);

@@ -47,11 +47,11 @@ fn time(v: &Value) -> DateTime<Utc> {
     v.as_str().unwrap_or_else(|| panic!("not a time: {v}")).parse().unwrap()
 }
 
-/// KumoMTA's `SuspendReadyQueueV1ListEntry`: exactly these fields.
+/// KumoMTA's `SuspendReadyQueueV1ListEntry`: exactly these fields, plus Ferry's `origin`.
 fn assert_list_entry(e: &Value, id: &str, name: &str, reason: &str) {
     let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
-    assert_eq!(keys, ["duration", "expires", "id", "name", "reason"], "{e}");
+    assert_eq!(keys, ["duration", "expires", "id", "name", "origin", "reason"], "{e}");
     assert_eq!(
         (e["id"].as_str(), e["name"].as_str(), e["reason"].as_str()),
         (Some(id), Some(name), Some(reason))

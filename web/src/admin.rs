@@ -81,7 +81,7 @@ async fn suspend(state: web::Data<AppState>, body: web::Json<SuspendRequest>) ->
     }
 }
 
-#[utoipa::path(tag = "admin", responses((status = 200, description = "Live suspensions", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[utoipa::path(tag = "admin", responses((status = 200, description = "Live suspensions; Ferry adds `origin` {node_id, node_url}: the node that made each", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
 #[get("/api/admin/suspend/v1")]
 async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
     match state.queues.send(ListSuspensions).await {
@@ -98,6 +98,8 @@ async fn suspend_list(state: web::Data<AppState>) -> HttpResponse {
                         "queue_names": c.queue_names,
                         "reason": v.suspension.reason,
                         "duration": format_duration(Duration::from_secs(v.remaining.as_secs())),
+                        // Ferry extension: the node that made it.
+                        "origin": v.suspension.origin,
                     })
                 })
                 .collect();

@@ -68,7 +68,7 @@ async fn bounce(state: web::Data<AppState>, body: web::Json<BounceRequest>) -> H
     }
 }
 
-#[utoipa::path(tag = "admin", responses((status = 200, description = "Live bounces with their counts", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
+#[utoipa::path(tag = "admin", responses((status = 200, description = "Live bounces with this node's counts; Ferry adds `origin`: the node that made each", body = serde_json::Value), (status = 403, description = "Not a trusted host and no valid bearer token")))]
 #[get("/api/admin/bounce/v1")]
 async fn bounce_list(state: web::Data<AppState>) -> HttpResponse {
     match state.queues.send(ListBounces).await {
@@ -82,6 +82,8 @@ async fn bounce_list(state: web::Data<AppState>) -> HttpResponse {
                         "routing_domain": c.routing_domain, "queue_names": c.queue_names, "reason": b.reason,
                         "duration": format_duration(Duration::from_secs(v.remaining.as_secs())),
                         "bounced": b.bounced, "total_bounced": b.total_bounced,
+                        // Ferry extension: the node that made it (counts are this node's).
+                        "origin": b.origin,
                     })
                 })
                 .collect();

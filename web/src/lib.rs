@@ -2,6 +2,7 @@
 //! state and no business logic of their own.
 
 mod admin;
+mod cluster;
 mod directives;
 mod errors;
 mod inject;
@@ -64,6 +65,7 @@ pub fn routes(state: Option<AppState>) -> impl FnOnce(&mut utoipa_actix_web::ser
 /// Every endpoint that needs [`AppState`] (all but liveness).
 fn endpoints(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     admin::routes(cfg);
+    cluster::routes(cfg);
     inspect_message::routes(cfg);
     log_filter::routes(cfg);
     directives::routes(cfg);

@@ -78,6 +78,8 @@ fn list_entry(s: &ReadyQueueSuspension, now: DateTime<Utc>) -> Value {
         "id": s.id, "name": s.name, "reason": s.reason,
         "duration": format_duration(s.remaining(now)),
         "expires": s.expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+        // Ferry extension: the node that made it.
+        "origin": s.origin,
     })
 }
 

@@ -7,7 +7,9 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::DeliveryManager;
+use crate::cluster::{ApplyDirective, CancelDirective};
 use crate::egress::ready_queue::{ReadyQueueSnapshot, Recheck, Snapshot};
+use crate::model::cluster::{Directive, DirectiveKind};
 use crate::model::ready_queue_suspension::ReadyQueueSuspension;
 
 /// `POST /api/admin/suspend-ready-q/v1`.
@@ -24,16 +26,58 @@ impl Handler<SuspendReadyQueue> for DeliveryManager {
     fn handle(&mut self, req: SuspendReadyQueue, _: &mut Context<Self>) -> Self::Result {
         let id = uuid::Uuid::new_v4();
         let expires = Utc::now() + chrono::Duration::from_std(req.duration).unwrap_or(chrono::Duration::MAX);
+        if let Some(services) = self.services.clone() {
+            let s = ReadyQueueSuspension {
+                id,
+                name: req.name,
+                reason: req.reason,
+                expires,
+                origin: services.origin(),
+            };
+            self.add_ready_suspension(s.clone());
+            services.announce(Directive::SuspendReadyQ(s));
+        }
+        MessageResult(id)
+    }
+}
+
+impl DeliveryManager {
+    /// A ready-queue suspension made here or by a peer takes effect the same way.
+    fn add_ready_suspension(&self, s: ReadyQueueSuspension) {
+        let name = s.name.clone();
         if let Some(services) = &self.services
             && let Ok(mut all) = services.ready_suspensions.lock()
         {
-            all.add(ReadyQueueSuspension { id, name: req.name.clone(), reason: req.reason, expires });
+            all.add(s);
         }
         // Messages already waiting there go back at once, as in KumoMTA.
-        if let Some(queue) = self.sites.get(&req.name) {
+        if let Some(queue) = self.sites.get(&name) {
             queue.do_send(Recheck);
         }
-        MessageResult(id)
+    }
+
+    fn remove_ready_suspension(&self, id: &uuid::Uuid) -> bool {
+        let Some(services) = &self.services else { return false };
+        services.ready_suspensions.lock().map(|mut all| all.remove(id)).unwrap_or(false)
+    }
+}
+
+impl Handler<ApplyDirective> for DeliveryManager {
+    type Result = ();
+    fn handle(&mut self, ApplyDirective(d): ApplyDirective, _: &mut Context<Self>) {
+        match d {
+            Directive::SuspendReadyQ(s) => self.add_ready_suspension(s),
+            other => {
+                tracing::warn!(kind = other.kind().as_str(), "cluster: directive sent to the wrong actor")
+            }
+        }
+    }
+}
+
+impl Handler<CancelDirective> for DeliveryManager {
+    type Result = ();
+    fn handle(&mut self, CancelDirective((_, id)): CancelDirective, _: &mut Context<Self>) {
+        self.remove_ready_suspension(&id);
     }
 }
 
@@ -64,8 +108,11 @@ impl Handler<CancelReadyQueueSuspension> for DeliveryManager {
         CancelReadyQueueSuspension(id): CancelReadyQueueSuspension,
         _: &mut Context<Self>,
     ) -> bool {
-        let Some(services) = &self.services else { return false };
-        services.ready_suspensions.lock().map(|mut all| all.remove(&id)).unwrap_or(false)
+        let removed = self.remove_ready_suspension(&id);
+        if removed && let Some(services) = &self.services {
+            services.announce_cancel((DirectiveKind::SuspendReadyQ, id));
+        }
+        removed
     }
 }
 

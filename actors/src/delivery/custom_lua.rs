@@ -68,7 +68,16 @@ pub(crate) async fn connection(
         let (items, msgs): (Vec<ReadyItem>, Vec<Message>) = taken.into_iter().unzip();
         let (msgs, result) = conn.send_batch(&parts, msgs).await;
         // KumoMTA's rule: the batch's disposition applies to every message in it (each gets its
-        // own retry time).
+        // own retry time). A delivered batch is removed in one spool commit.
+        if let Ok(text) = &result {
+            let records = Records(&services.logger);
+            for (item, msg) in items.iter().zip(&msgs) {
+                stats.delivered();
+                records.delivery(msg, &item.queue, Response::new(200, None, text.clone()), &attempt);
+            }
+            requeue::remove_all(&services, &msgs).await;
+            continue;
+        }
         for (item, msg) in items.iter().zip(msgs) {
             settle(&services, &stats, &attempt, item, msg, clone_result(&result)).await;
         }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::cluster::Origin;
 use super::queue_name;
 
 /// Selection criteria shared by suspend, bounce, xfer and rebind.
@@ -41,12 +42,14 @@ impl Criteria {
 }
 
 /// An admin suspension: matching queues answer each promotion with a transient failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suspension {
     pub id: uuid::Uuid,
     pub criteria: Criteria,
     pub reason: String,
     pub expires: DateTime<Utc>,
+    /// The node that made it (the same node unless it came through the cluster).
+    pub origin: Origin,
 }
 
 /// The live suspensions. Identical criteria replace an older directive.
@@ -78,15 +81,19 @@ impl Suspensions {
 
 /// An admin bounce (SPEC §2.8): matching queues are drained into `AdminBounce` records, and
 /// messages inserted or promoted into them while it lasts are bounced too.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Counts are this node's own: they do not travel through the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bounce {
     pub id: uuid::Uuid,
     pub criteria: Criteria,
     pub reason: String,
     pub expires: DateTime<Utc>,
     pub suppress_logging: bool,
+    pub origin: Origin,
     /// Messages bounced so far, by queue.
+    #[serde(skip)]
     pub bounced: std::collections::BTreeMap<String, u64>,
+    #[serde(skip)]
     pub total_bounced: u64,
 }
 
@@ -161,6 +168,7 @@ mod tests {
             criteria: c(Some("example.com"), None, &[]),
             reason: reason.into(),
             expires: now + chrono::Duration::seconds(secs),
+            origin: Origin::local(uuid::Uuid::nil()),
         };
         s.add(mk("first", 60));
         s.add(mk("second", 60));
@@ -188,6 +196,7 @@ mod bounce_tests {
             reason: "spam run".into(),
             expires: now + chrono::Duration::minutes(5),
             suppress_logging: false,
+            origin: Origin::local(uuid::Uuid::nil()),
             bounced: Default::default(),
             total_bounced: 0,
         });

@@ -24,6 +24,8 @@ pub mod admin;
 pub mod arf;
 pub mod batch;
 pub mod bounce_classifier;
+pub mod cluster;
+pub mod cluster_node;
 pub mod drain_rate;
 pub mod dsn;
 pub mod egress;

@@ -4,14 +4,19 @@
 //! new directive for the same name replaces the old one (as in KumoMTA). Pure data and rules.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::cluster::Origin;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadyQueueSuspension {
     pub id: uuid::Uuid,
     /// The ready queue's full name.
     pub name: String,
     pub reason: String,
     pub expires: DateTime<Utc>,
+    /// The node that made it.
+    pub origin: Origin,
 }
 
 impl ReadyQueueSuspension {
@@ -64,6 +69,7 @@ mod tests {
             name: name.into(),
             reason: reason.into(),
             expires: now + chrono::Duration::seconds(secs),
+            origin: Origin::local(uuid::Uuid::nil()),
         }
     }
 

@@ -13,6 +13,7 @@ use super::requeue::{admin_bounce, save_all};
 use super::scheduled::DrainWaiting;
 use super::{Insert, Services};
 use crate::model::admin::{Bounce, Criteria};
+use crate::model::cluster::{Directive, DirectiveKind};
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::{Message, MessageId};
 use crate::spool::SpoolOp;
@@ -37,30 +38,39 @@ impl Handler<BounceQueues> for QueueManager {
         let id = uuid::Uuid::new_v4();
         let expires = Utc::now() + chrono::Duration::from_std(req.duration).unwrap_or(chrono::Duration::MAX);
         let services = self.services_handle();
-        if let Ok(mut b) = services.bounces.lock() {
-            b.add(Bounce {
-                id,
-                criteria: req.criteria.clone(),
-                reason: req.reason.clone(),
-                expires,
-                suppress_logging: req.suppress_logging,
-                bounced: BTreeMap::new(),
-                total_bounced: 0,
-            });
-        }
-        let me = ctx.address();
-        actix::spawn(async move {
-            let Ok(matching) = me.send(MatchingQueues(req.criteria)).await else { return };
-            for (queue, addr) in matching {
-                let ids = addr.send(DrainWaiting).await.unwrap_or_default();
-                for chunk in ids.chunks(CHUNK) {
-                    let msgs = load(&services, chunk, false);
-                    admin_bounce(&services, &msgs, &queue, id, &req.reason, req.suppress_logging).await;
-                }
-            }
-        });
+        let bounce = Bounce {
+            id,
+            criteria: req.criteria,
+            reason: req.reason,
+            expires,
+            suppress_logging: req.suppress_logging,
+            origin: services.origin(),
+            bounced: BTreeMap::new(),
+            total_bounced: 0,
+        };
+        services.announce(Directive::Bounce(bounce.clone()));
+        start_bounce(services, ctx.address(), bounce);
         MessageResult(id)
     }
+}
+
+/// A bounce made here or by a peer: recorded (so arrivals bounce while it lasts), then the
+/// matching queues are drained in the background.
+pub(super) fn start_bounce(services: Services, me: Addr<QueueManager>, bounce: Bounce) {
+    if let Ok(mut b) = services.bounces.lock() {
+        b.add(bounce.clone());
+    }
+    actix::spawn(async move {
+        let Ok(matching) = me.send(MatchingQueues(bounce.criteria)).await else { return };
+        for (queue, addr) in matching {
+            let ids = addr.send(DrainWaiting).await.unwrap_or_default();
+            for chunk in ids.chunks(CHUNK) {
+                let msgs = load(&services, chunk, false);
+                admin_bounce(&services, &msgs, &queue, bounce.id, &bounce.reason, bounce.suppress_logging)
+                    .await;
+            }
+        }
+    });
 }
 
 fn load(services: &Services, ids: &[MessageId], with_data: bool) -> Vec<Message> {
@@ -121,8 +131,18 @@ pub struct CancelBounce(pub uuid::Uuid);
 impl Handler<CancelBounce> for QueueManager {
     type Result = bool;
     fn handle(&mut self, CancelBounce(id): CancelBounce, _: &mut Context<Self>) -> bool {
-        self.services_handle().bounces.lock().map(|mut b| b.remove(&id)).unwrap_or(false)
+        let services = self.services_handle();
+        let removed = remove_bounce(&services, &id);
+        if removed {
+            services.announce_cancel((DirectiveKind::Bounce, id));
+        }
+        removed
     }
+}
+
+/// Remove a bounce made here or by a peer; true if it existed.
+pub(super) fn remove_bounce(services: &Services, id: &uuid::Uuid) -> bool {
+    services.bounces.lock().map(|mut b| b.remove(id)).unwrap_or(false)
 }
 
 /// `POST /api/admin/rebind/v1` (SPEC §5).

@@ -16,6 +16,7 @@ use super::scheduled::{QueueEnumerated, QueueInsert, ScheduledQueue, StopQueue};
 use super::services::Services;
 use crate::model::Message;
 use crate::model::admin::{Criteria, Suspension};
+use crate::model::cluster::{Directive, DirectiveKind};
 use crate::model::insert_context::InsertContext;
 use crate::model::queue_config::QueueConfig;
 use crate::model::queue_name::{self, NULL_QUEUE};
@@ -427,12 +428,25 @@ impl Handler<Suspend> for QueueManager {
     fn handle(&mut self, msg: Suspend, _: &mut Context<Self>) -> Self::Result {
         let id = uuid::Uuid::new_v4();
         let expires = Utc::now() + chrono::Duration::from_std(msg.duration).unwrap_or(chrono::Duration::MAX);
-        let suspension = Suspension { id, criteria: msg.criteria, reason: msg.reason, expires };
-        if let Ok(mut s) = self.services().suspensions.lock() {
-            s.add(suspension);
-        }
+        let services = self.services();
+        let origin = services.origin();
+        let suspension = Suspension { id, criteria: msg.criteria, reason: msg.reason, expires, origin };
+        add_suspension(services, suspension.clone());
+        services.announce(Directive::Suspend(suspension));
         MessageResult(id)
     }
+}
+
+/// A suspension made here or by a peer takes effect the same way.
+pub(super) fn add_suspension(services: &Services, suspension: Suspension) {
+    if let Ok(mut s) = services.suspensions.lock() {
+        s.add(suspension);
+    }
+}
+
+/// Remove a suspension made here or by a peer; true if it existed.
+pub(super) fn remove_suspension(services: &Services, id: &uuid::Uuid) -> bool {
+    services.suspensions.lock().map(|mut s| s.remove(id)).unwrap_or(false)
 }
 
 /// One live suspension as `suspend-list` shows it.
@@ -473,6 +487,10 @@ pub struct CancelSuspension(pub uuid::Uuid);
 impl Handler<CancelSuspension> for QueueManager {
     type Result = bool;
     fn handle(&mut self, CancelSuspension(id): CancelSuspension, _: &mut Context<Self>) -> bool {
-        self.services().suspensions.lock().map(|mut s| s.remove(&id)).unwrap_or(false)
+        let removed = remove_suspension(self.services(), &id);
+        if removed {
+            self.services().announce_cancel((DirectiveKind::Suspend, id));
+        }
+        removed
     }
 }

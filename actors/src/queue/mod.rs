@@ -7,6 +7,7 @@ mod inspect;
 pub mod load;
 mod manager;
 pub(crate) mod records;
+mod remote;
 pub mod requeue;
 mod scheduled;
 mod services;

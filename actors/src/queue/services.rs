@@ -61,4 +61,30 @@ pub struct Services {
     pub xfer_settings: Arc<crate::xfer::XferSettings>,
     /// Admin xfer sweeps being followed (`ferry xfer --wait`).
     pub sweeps: Arc<crate::xfer::Sweeps>,
+    /// `[cluster]`: where admin directives made here are announced; None: they stay local.
+    pub cluster: Option<crate::cluster::ClusterLink>,
+}
+
+impl Services {
+    /// This node, as the origin of a directive it makes.
+    pub fn origin(&self) -> crate::model::cluster::Origin {
+        match &self.cluster {
+            Some(link) => link.origin(self.node_id),
+            None => crate::model::cluster::Origin::local(self.node_id),
+        }
+    }
+
+    /// Tell the cluster about a directive made here (nothing without `[cluster]`).
+    pub(crate) fn announce(&self, d: crate::model::cluster::Directive) {
+        if let Some(link) = &self.cluster {
+            link.made(d);
+        }
+    }
+
+    /// Tell the cluster a directive was cancelled here.
+    pub(crate) fn announce_cancel(&self, key: crate::model::cluster::DirectiveKey) {
+        if let Some(link) = &self.cluster {
+            link.cancelled(key);
+        }
+    }
 }
