@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod node;
 pub mod peer;
+pub mod redis;
 pub mod sink;
 pub mod smtp;
 pub mod tls;

@@ -18,9 +18,11 @@ mod lua_message_headers;
 mod memoize;
 mod pool;
 pub mod queue_config;
+mod redis;
 pub mod requeue;
 mod secrets;
 mod state;
+mod throttle;
 pub mod time_delta;
 mod xfer;
 
