@@ -261,7 +261,11 @@ impl ReadyQueue {
             let lease = match limits.is_empty() {
                 true => None,
                 false => match throttles::acquire_leases(limits).await {
-                    Ok(lease) => Some(lease),
+                    Ok(lease) => {
+                        // Granted: the queue may want yet another connection for its backlog.
+                        me.do_send(Recheck);
+                        Some(lease)
+                    }
                     Err(_full) => return me.do_send(ConnectDeferred(LEASE_RETRY)),
                 },
             };

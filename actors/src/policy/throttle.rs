@@ -43,7 +43,10 @@ fn configure_redis_throttles(lua: &Lua, params: Table) -> mlua::Result<()> {
             "node_count" => match value {
                 Value::Integer(n) if n >= 1 && n <= i64::from(u32::MAX) => node_count = n as u32,
                 _ => {
-                    return Err(runtime_error(lua, format!("{WHAT}: node_count: a whole number, at least 1")));
+                    return Err(runtime_error(
+                        lua,
+                        format!("{WHAT}: node_count: a whole number, at least 1"),
+                    ));
                 }
             },
             "lease_duration" => lease = TimeDelta::from_lua_arg(value)?.0,
