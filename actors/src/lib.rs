@@ -16,5 +16,6 @@ pub mod secrets;
 pub mod smtp_server;
 pub mod smtp_trace;
 pub mod spool;
+pub mod throttles;
 pub mod tls;
 pub mod xfer;

@@ -7,6 +7,7 @@ pub mod dns;
 pub mod http;
 pub mod node;
 pub mod peer;
+pub mod redis;
 pub mod redis_server;
 pub mod requires;
 pub mod sink;

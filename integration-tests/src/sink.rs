@@ -153,6 +153,18 @@ impl SmtpSink {
             .collect()
     }
 
+    /// When each stored message arrived (its file's modification time), earliest first.
+    pub fn arrival_times(&self) -> Vec<std::time::SystemTime> {
+        let Ok(entries) = std::fs::read_dir(self.dir.path().join("messages")) else { return Vec::new() };
+        let mut times: Vec<_> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+            .filter_map(|e| e.metadata().ok()?.modified().ok())
+            .collect();
+        times.sort();
+        times
+    }
+
     /// How many messages are stored (cheap: counts files).
     pub fn count(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("messages"))

@@ -15,16 +15,19 @@ use tokio::sync::oneshot;
 
 use crate::delivery::{DeliveryManager, Enqueue, ReadyItem, SiteKind, custom_lua, service_name, smtp};
 use crate::metrics::{OwnedGauge, OwnedReadyQueueStats};
+use crate::model::connection_lease::connection_limit_name;
 use crate::model::drain_rate::DrainRate;
 use crate::model::egress::EgressSource;
 use crate::model::egress_path::EgressPathConfig;
 use crate::model::gcra::Gcra;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::ready_queue_suspension::ReadyQueueSuspension;
+use crate::model::throttle_spec::ThrottleSpec;
 use crate::model::{Response, queue_name};
 use crate::policy::Lane;
 use crate::queue::Services;
 use crate::queue::requeue::{self, Requeue};
+use crate::throttles;
 
 mod inspect;
 pub use inspect::{ReadyQueueSnapshot, ReadyQueueStates, Snapshot, States};
@@ -33,6 +36,8 @@ pub use inspect::{ReadyQueueSnapshot, ReadyQueueStates, Snapshot, States};
 const BACKLOG_PER_CONNECTION: usize = 4;
 /// A failed path lookup is retried after this long.
 const PATH_RETRY: Duration = Duration::from_secs(10);
+/// A connection refused a lease (the cluster's slots are all held) asks again after this.
+const LEASE_RETRY: Duration = Duration::from_millis(500);
 
 enum PathState {
     /// Not looked up yet, or the lookup failed at `Instant` (retry after PATH_RETRY).
@@ -208,7 +213,11 @@ impl ReadyQueue {
         if self.connections >= limit || !wanted {
             return;
         }
-        if let Some(rate) = self.connection_rate.as_mut()
+        // Shared through Redis, the connection rate and the limits are asked for by the
+        // connection task; here only the local ones.
+        let shared = throttles::shared_enabled();
+        if !shared
+            && let Some(rate) = self.connection_rate.as_mut()
             && let Err(wait) = rate.acquire(Instant::now())
         {
             self.connect_scheduled = true;
@@ -219,6 +228,17 @@ impl ReadyQueue {
                 me.maybe_connect(ctx);
             });
             return;
+        }
+        let connection_rate = match self.path.max_connection_rate {
+            Some(rate) if shared => {
+                Some((format!("ferry.connection_rate.{}", self.name), ThrottleSpec::even(rate)))
+            }
+            _ => None,
+        };
+        let mut limits: Vec<(String, usize)> =
+            self.path.additional_connection_limits.iter().map(|(n, l)| (n.clone(), *l)).collect();
+        if shared {
+            limits.push((connection_limit_name(&self.name), limit));
         }
         self.connections += 1;
         self.publish();
@@ -232,12 +252,30 @@ impl ReadyQueue {
             ctx.address(),
         );
         actix::spawn(async move {
+            if let Some(rate) = connection_rate {
+                let outcome = throttles::throttle(&[rate]).await;
+                if let Some(wait) = outcome.retry_after.filter(|_| outcome.throttled) {
+                    return me.do_send(ConnectDeferred(wait));
+                }
+            }
+            let lease = match limits.is_empty() {
+                true => None,
+                false => match throttles::acquire_leases(limits).await {
+                    Ok(lease) => {
+                        // Granted: the queue may want yet another connection for its backlog.
+                        me.do_send(Recheck);
+                        Some(lease)
+                    }
+                    Err(_full) => return me.do_send(ConnectDeferred(LEASE_RETRY)),
+                },
+            };
             match &kind {
                 SiteKind::Lua { constructor } => {
                     custom_lua::connection(services, stats, site, constructor, me.clone()).await
                 }
                 _ => smtp::connection(services, stats, site, kind, source, path, me.clone()).await,
             }
+            drop(lease);
             me.do_send(ConnectionClosed);
         });
     }
@@ -420,25 +458,78 @@ pub async fn next_item(queue: &Addr<ReadyQueue>, wait: bool) -> Option<ReadyItem
     }
 }
 
-/// `max_message_rate`: may a message be sent now, or how long until one may.
+/// A connection task could not start (the shared connection rate or a limit said no): the
+/// slot it reserved is free again and the queue tries once more after the wait.
 #[derive(Message)]
-#[rtype(result = "Result<(), Duration>")]
-pub struct AcquireSend;
+#[rtype(result = "()")]
+struct ConnectDeferred(Duration);
 
-impl Handler<AcquireSend> for ReadyQueue {
-    type Result = Result<(), Duration>;
-    fn handle(&mut self, _: AcquireSend, _: &mut Context<Self>) -> Result<(), Duration> {
-        match self.message_rate.as_mut() {
-            Some(rate) => rate.acquire(Instant::now()),
-            None => Ok(()),
+impl Handler<ConnectDeferred> for ReadyQueue {
+    type Result = ();
+    fn handle(&mut self, ConnectDeferred(wait): ConnectDeferred, ctx: &mut Context<Self>) {
+        self.connections = self.connections.saturating_sub(1);
+        self.publish();
+        if self.connect_scheduled {
+            return;
         }
+        self.connect_scheduled = true;
+        self.rate_throttled_since.get_or_insert_with(Utc::now);
+        ctx.run_later(wait, |me, ctx| {
+            me.connect_scheduled = false;
+            me.rate_throttled_since = None;
+            me.maybe_connect(ctx);
+        });
     }
 }
 
-/// Wait until the path's `max_message_rate` lets one more message go.
+/// May a message be sent now (`max_message_rate`, `additional_message_rate_throttles`)?
+pub enum SendPermit {
+    Go,
+    Wait(Duration),
+    /// Ask these throttles (shared through Redis, or cutting across paths).
+    Ask(Arc<Vec<(String, ThrottleSpec)>>),
+}
+
+#[derive(Message)]
+#[rtype(result = "SendPermit")]
+pub struct AcquireSend;
+
+impl Handler<AcquireSend> for ReadyQueue {
+    type Result = MessageResult<AcquireSend>;
+    fn handle(&mut self, _: AcquireSend, _: &mut Context<Self>) -> Self::Result {
+        let shared = throttles::shared_enabled();
+        if !shared
+            && let Some(rate) = self.message_rate.as_mut()
+            && let Err(wait) = rate.acquire(Instant::now())
+        {
+            return MessageResult(SendPermit::Wait(wait));
+        }
+        let mut ask: Vec<(String, ThrottleSpec)> = Vec::new();
+        if shared && let Some(rate) = self.path.max_message_rate {
+            ask.push((format!("ferry.message_rate.{}", self.name), ThrottleSpec::even(rate)));
+        }
+        ask.extend(self.path.additional_message_rate_throttles.iter().map(|(n, s)| (n.clone(), *s)));
+        MessageResult(if ask.is_empty() { SendPermit::Go } else { SendPermit::Ask(Arc::new(ask)) })
+    }
+}
+
+/// Wait until the path's message rates let one more message go.
 pub async fn throttle_send(queue: &Addr<ReadyQueue>) {
-    while let Ok(Err(wait)) = queue.send(AcquireSend).await {
-        tokio::time::sleep(wait).await;
+    loop {
+        match queue.send(AcquireSend).await {
+            Ok(SendPermit::Wait(wait)) => tokio::time::sleep(wait).await,
+            Ok(SendPermit::Ask(list)) => {
+                // Only these are asked again: the local rate already let this message through.
+                loop {
+                    let outcome = throttles::throttle(&list).await;
+                    match outcome.retry_after.filter(|_| outcome.throttled) {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => return,
+                    }
+                }
+            }
+            Ok(SendPermit::Go) | Err(_) => return,
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! refused with an error saying so, rather than silently ignored. Anything else unknown is an
 //! error naming the key.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferry_config::{Cidr, HumanDuration};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 use super::queue_config::Rate;
+use super::throttle_spec::ThrottleSpec;
 
 /// `enable_tls`: KumoMTA's values; the TLS work makes them act.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -37,6 +39,11 @@ pub struct EgressPathConfig {
     pub max_deliveries_per_connection: usize,
     pub max_message_rate: Option<Rate>,
     pub max_connection_rate: Option<Rate>,
+    /// Limits cutting across paths, by name (shared through Redis once it is configured).
+    #[serde(deserialize_with = "count_map")]
+    pub additional_connection_limits: BTreeMap<String, usize>,
+    #[serde(deserialize_with = "spec_map")]
+    pub additional_message_rate_throttles: BTreeMap<String, ThrottleSpec>,
     #[serde(deserialize_with = "count")]
     pub max_ready: usize,
     pub smtp_port: u16,
@@ -79,6 +86,8 @@ impl Default for EgressPathConfig {
             max_deliveries_per_connection: 1024,
             max_message_rate: None,
             max_connection_rate: None,
+            additional_connection_limits: BTreeMap::new(),
+            additional_message_rate_throttles: BTreeMap::new(),
             max_ready: 1024,
             smtp_port: 25,
             prohibited_hosts: None,
@@ -141,8 +150,6 @@ const NOT_YET: &[&str] = &[
     "smtp_auth_plain_password",
     "allow_smtp_auth_plain_without_tls",
     "allow_smtp_auth_plain_without_valid_certificate",
-    "additional_connection_limits",
-    "additional_message_rate_throttles",
 ];
 
 impl EgressPathConfig {
@@ -221,6 +228,32 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
+/// `{ name = count }`; an empty Lua table arrives as `[]`.
+fn count_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, usize>, D::Error> {
+    #[derive(Deserialize)]
+    struct Count(#[serde(deserialize_with = "count")] usize);
+    match Value::deserialize(d)? {
+        Value::Array(a) if a.is_empty() => Ok(BTreeMap::new()),
+        Value::Object(m) => m
+            .into_iter()
+            .map(|(k, v)| match serde_json::from_value::<Count>(v) {
+                Ok(Count(0)) => Err(serde::de::Error::custom(format!("{k}: must be at least 1"))),
+                Ok(Count(n)) => Ok((k, n)),
+                Err(e) => Err(serde::de::Error::custom(format!("{k}: {e}"))),
+            })
+            .collect(),
+        other => Err(serde::de::Error::custom(format!("expected a table of name = limit, got {other}"))),
+    }
+}
+
+/// `{ name = '100/s' }`; an empty Lua table arrives as `[]`.
+fn spec_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ThrottleSpec>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Array(a) if a.is_empty() => Ok(BTreeMap::new()),
+        other => serde_json::from_value(other).map_err(serde::de::Error::custom),
+    }
+}
+
 /// A list-valued key. Lua cannot tell an empty array from an empty table, so `{}` arrives as an
 /// empty JSON object: here it is the empty list (`prohibited_hosts = {}` turns the list off).
 fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Vec<T>, D::Error> {
@@ -293,6 +326,30 @@ mod tests {
         ] {
             let e = EgressPathConfig::from_json(&bad).unwrap_err();
             assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn additional_limits_and_throttles_cut_across_paths() {
+        let c = EgressPathConfig::from_json(&json!({
+            "additional_connection_limits": {"global": 100, "site": "1,000"},
+            "additional_message_rate_throttles": {"global-rate": "4000/s", "mine": "local:10/m"},
+        }))
+        .unwrap();
+        assert_eq!(c.additional_connection_limits.get("site"), Some(&1000));
+        assert!(c.additional_message_rate_throttles["mine"].local);
+        assert_eq!(c.additional_message_rate_throttles["global-rate"].limit, 4000);
+        let empty = EgressPathConfig::from_json(&json!({"additional_connection_limits": []})).unwrap();
+        assert!(empty.additional_connection_limits.is_empty());
+        for (bad, key) in [
+            (json!({"additional_connection_limits": {"g": 0}}), "additional_connection_limits"),
+            (
+                json!({"additional_message_rate_throttles": {"g": "fast"}}),
+                "additional_message_rate_throttles",
+            ),
+        ] {
+            let err = EgressPathConfig::from_json(&bad).unwrap_err();
+            assert!(err.contains(key), "{err}");
         }
     }
 }

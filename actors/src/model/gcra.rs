@@ -36,9 +36,79 @@ impl Gcra {
     }
 }
 
+/// One GCRA step with a burst, on microsecond timestamps: the rule `kumo.make_throttle` follows
+/// locally and the Redis script (`throttles::scripts::GCRA`) follows on the server, line for line,
+/// so a shared throttle behaves as a local one. `tat` is the stored theoretical arrival time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcraStep {
+    pub throttled: bool,
+    /// The tat to store when the cell passes (unchanged when throttled).
+    pub tat: u64,
+    pub retry_after_us: u64,
+    /// Cells that could still pass right now.
+    pub remaining: u64,
+    /// Until the throttle is back to its full burst.
+    pub reset_after_us: u64,
+}
+
+pub fn step(tat: Option<u64>, now: u64, interval_us: u64, burst: u64) -> GcraStep {
+    let interval = interval_us.max(1);
+    let tat = tat.unwrap_or(now).max(now);
+    let new_tat = tat + interval;
+    let tolerance = interval * burst.max(1);
+    let allow_at = new_tat.saturating_sub(tolerance);
+    if allow_at > now {
+        return GcraStep {
+            throttled: true,
+            tat,
+            retry_after_us: allow_at - now,
+            remaining: 0,
+            reset_after_us: tat - now,
+        };
+    }
+    let remaining = tolerance.saturating_sub(new_tat - now) / interval;
+    GcraStep { throttled: false, tat: new_tat, retry_after_us: 0, remaining, reset_after_us: new_tat - now }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_allows_a_burst_then_spaces_cells() {
+        // 6/m with the default burst (6): six pass at once, the seventh waits 10 s.
+        let (interval, burst) = (10_000_000, 6);
+        let mut tat = None;
+        for n in 0..6 {
+            let s = step(tat, 0, interval, burst);
+            assert!(!s.throttled, "cell {n}");
+            assert_eq!(s.remaining, 5 - n);
+            tat = Some(s.tat);
+        }
+        let s = step(tat, 0, interval, burst);
+        assert!(s.throttled);
+        assert_eq!((s.retry_after_us, s.tat), (10_000_000, tat.unwrap()));
+        assert!(!step(tat, 10_000_000, interval, burst).throttled);
+        // max_burst=1: one now, the next after one interval.
+        let first = step(None, 0, interval, 1);
+        assert_eq!(step(Some(first.tat), 1, interval, 1).retry_after_us, interval - 1);
+    }
+
+    #[test]
+    fn step_with_burst_one_matches_the_even_gcra() {
+        let rate = Rate::parse("50/s").unwrap();
+        let mut g = Gcra::new(rate);
+        let t0 = Instant::now();
+        let mut tat = None;
+        for ms in [0u64, 5, 20, 21, 39, 40, 100, 101] {
+            let even = g.acquire(t0 + Duration::from_millis(ms)).is_ok();
+            let s = step(tat, ms * 1000, 20_000, 1);
+            assert_eq!(even, !s.throttled, "at {ms} ms");
+            if !s.throttled {
+                tat = Some(s.tat);
+            }
+        }
+    }
 
     #[test]
     fn cells_are_spaced_evenly() {

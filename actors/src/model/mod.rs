@@ -1,5 +1,6 @@
 //! Pure rules and data types: no actors, no I/O. Everything here is unit-tested in place.
 
+pub mod connection_lease;
 pub mod dkim;
 pub mod event_time;
 pub mod headers;
@@ -8,10 +9,12 @@ pub mod message;
 pub mod mta_sts;
 pub mod queue_name;
 pub mod record;
+pub mod redis_health;
 pub mod scheduling;
 pub mod smtp_trace;
 pub mod spool_room;
 pub mod throttle;
+pub mod throttle_spec;
 pub mod tls_policy;
 pub mod ttl_cache;
 

@@ -85,6 +85,8 @@ pub fn install(lua: &Lua) -> mlua::Result<()> {
     super::dkim::install(lua, &kumo)?;
     super::memoize::install(lua, &kumo)?;
     super::secrets::install(lua, &kumo)?;
+    super::throttle::install(lua, &kumo)?;
+    super::redis::install(lua)?;
     lua.globals().set("kumo", kumo.clone())?;
     let loaded: Table = lua.globals().get::<Table>("package")?.get("loaded")?;
     loaded.set("kumo", kumo)?;

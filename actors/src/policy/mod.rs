@@ -18,10 +18,12 @@ mod lua_message_headers;
 mod memoize;
 mod pool;
 pub mod queue_config;
+mod redis;
 pub mod requeue;
 mod secrets;
 pub mod smtp_events;
 mod state;
+mod throttle;
 pub mod time_delta;
 mod xfer;
 
