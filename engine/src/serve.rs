@@ -384,6 +384,10 @@ async fn serve(
     if tokio::time::timeout(grace, delivery.send(QuiesceDelivery)).await.is_err() {
         tracing::warn!("deliveries still in flight after {grace:?} (smtp.shutdown_grace); stopping them");
     }
+    // ... and the removals of what they delivered commit.
+    if tokio::time::timeout(grace, ferry_actors::queue::requeue::removals_settled()).await.is_err() {
+        tracing::warn!("spool removals still pending after {grace:?}; those messages may be sent again");
+    }
     for worker in &workers {
         worker.stop();
     }

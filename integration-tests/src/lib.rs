@@ -8,7 +8,6 @@ pub mod http;
 pub mod node;
 pub mod peer;
 pub mod redis;
-pub mod redis_server;
 pub mod requires;
 pub mod sink;
 pub mod smtp;

@@ -52,7 +52,7 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot run redis-server ({e}): the cluster tests need Debian's redis-server package \
-                     (apt-get install redis-server)"
+                     (sudo apt-get install -y redis-server, or run `cargo xtask test`, which installs it)"
                 )
             });
         self.child = Some(child);

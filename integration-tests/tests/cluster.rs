@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ferry_integration_tests::browser::dump_dom;
 use ferry_integration_tests::http::get;
-use ferry_integration_tests::redis_server::RedisServer;
+use ferry_integration_tests::redis::RedisServer;
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::smtp::queued_id;
 use ferry_integration_tests::{FerryNode, RawSmtp, wait_until};

@@ -49,7 +49,7 @@ pub async fn settle(
         records.bounce(&with(&bounced), queue, response.clone(), attempt);
     }
     let Some((_, response)) = transient.first().cloned() else {
-        requeue::remove(services, &msg).await;
+        requeue::remove_later(services, msg).await;
         return;
     };
     stats.transfail();

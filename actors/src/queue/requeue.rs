@@ -295,6 +295,43 @@ pub async fn remove(services: &Services, msg: &Message) {
     remove_all(services, std::slice::from_ref(msg)).await;
 }
 
+/// Removals started by [`remove_later`] and not yet committed.
+static PENDING_REMOVALS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static REMOVALS_SETTLED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Beyond this many removals in flight, [`remove_later`] waits for its own (back pressure).
+const MAX_PENDING_REMOVALS: usize = 10_000;
+
+/// [`remove`] without waiting for it: a delivery connection takes its next message while the
+/// delivered one's removal (which may first wait for its log-hook events, see `log_hooks`)
+/// commits. The engine waits for these at shutdown ([`removals_settled`]), so a graceful stop
+/// does not send a delivered message again.
+pub async fn remove_later(services: &Services, msg: Message) {
+    use std::sync::atomic::Ordering;
+    if PENDING_REMOVALS.load(Ordering::Acquire) >= MAX_PENDING_REMOVALS {
+        return remove(services, &msg).await;
+    }
+    PENDING_REMOVALS.fetch_add(1, Ordering::AcqRel);
+    let services = services.clone();
+    actix::spawn(async move {
+        remove(&services, &msg).await;
+        if PENDING_REMOVALS.fetch_sub(1, Ordering::AcqRel) == 1 {
+            REMOVALS_SETTLED.notify_waiters();
+        }
+    });
+}
+
+/// Wait until every [`remove_later`] has committed.
+pub async fn removals_settled() {
+    use std::sync::atomic::Ordering;
+    loop {
+        let settled = REMOVALS_SETTLED.notified();
+        if PENDING_REMOVALS.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        settled.await;
+    }
+}
+
 /// [`remove`] for many messages, in one spool commit.
 pub async fn remove_all(services: &Services, msgs: &[Message]) {
     if msgs.is_empty() {
