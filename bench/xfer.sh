@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Xfer drain rate: N messages (default 100,000 × 4 KB) waiting on node A are moved to node B with
 # `ferry xfer --everything --wait`, fsync on both nodes, over loopback. Runs the batch form
-# (Ferry's default) and the single-message form (batch_size = 1) on fresh nodes each.
+# (Ferry's default) and the single-message form (batch_size = 1) on fresh nodes each; the `two`
+# form drains A over two peers B and C at once (`--target B --target C`: each of the 100 queues
+# whole on one of them).
 # The figure is the CLI's: from the admin request until every message has been accepted by B.
-# Usage: bench/xfer.sh [messages] [form...]     forms: batch single (default both)
+# Usage: bench/xfer.sh [messages] [form...]     forms: batch single two (default batch single)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-100000}
@@ -36,11 +38,19 @@ for form in "${forms[@]}"; do
   a_smtp=$FERRY_SMTP a_http=$FERRY_HTTP
   node "b-$form" 100
   b_http=$FERRY_HTTP
-  echo "== $form form: $messages messages of 4 KB, A ($a_http) -> B ($b_http), fsync on both"
+  targets=(--target "http://$b_http")
+  if [ "$form" = two ]; then
+    node "c-$form" 100
+    c_http=$FERRY_HTTP
+    targets+=(--target "http://$c_http")
+  fi
+  echo "== $form form: $messages messages of 4 KB, A ($a_http) -> ${targets[*]}, fsync on all"
   "$bin" bench-smtp --target "$a_smtp" --messages "$messages" --concurrency 50 --size 4096 --domains 100 \
     --header "X-Schedule: {\"first_attempt\":\"$first_attempt\"}" | tail -1
   sleep 2  # let the last inserts reach their queues
-  ${PERF_HOOK:-} "$bin" --endpoint "http://$a_http" xfer --everything --reason bench --target "http://$b_http" --wait 2>/dev/null
-  echo "A spool: $("$bin" spool list --config "$work/a-$form/ferry.toml" 2>/dev/null | wc -l)  B spool: $("$bin" spool list --config "$work/b-$form/ferry.toml" 2>/dev/null | wc -l)"
+  ${PERF_HOOK:-} "$bin" --endpoint "http://$a_http" xfer --everything --reason bench "${targets[@]}" --wait 2>/dev/null
+  counts="A spool: $("$bin" spool list --config "$work/a-$form/ferry.toml" 2>/dev/null | wc -l)  B spool: $("$bin" spool list --config "$work/b-$form/ferry.toml" 2>/dev/null | wc -l)"
+  [ "$form" = two ] && counts="$counts  C spool: $("$bin" spool list --config "$work/c-$form/ferry.toml" 2>/dev/null | wc -l)"
+  echo "$counts"
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pids=()
 done
