@@ -46,8 +46,8 @@ HOOK='
 kumo.on("init", function()
   kumo.configure_log_hook { name = "webhook", per_record = { Delivery = { enable = true }, Any = { enable = false } } }
 end)
+-- Ferry never hooks the records of hook messages, so no loop check is needed here.
 kumo.on("should_enqueue_log_record", function(msg)
-  if msg:get_meta("log_record").queue == "webhook" then return false end
   msg:set_meta("queue", "webhook")
   return true
 end)
@@ -55,9 +55,10 @@ kumo.on("make.webhook", function()
   local connection = {}
   local client = kumo.http.build_client {}
   function connection:send_batch(messages)
-    local payload = {}
-    for _, msg in ipairs(messages) do table.insert(payload, msg:get_meta("log_record")) end
-    local r = client:post("URL"):header("Content-Type", "application/json"):body(kumo.serde.json_encode(payload)):send()
+    -- Each body is already the record as JSON: join them into an array.
+    local records = {}
+    for i, msg in ipairs(messages) do records[i] = msg:get_data() end
+    local r = client:post("URL"):header("Content-Type", "application/json"):body("[" .. table.concat(records, ",") .. "]"):send()
     if r:status_is_success() then return "ok" end
     kumo.reject(400, r:text())
   end
