@@ -79,7 +79,7 @@ pub(crate) async fn connection(
             continue;
         }
         for (item, msg) in items.iter().zip(msgs) {
-            settle(&services, &stats, &attempt, item, msg, clone_result(&result)).await;
+            settle(&services, &stats, &attempt, item, msg, result.clone()).await;
         }
     }
 }
@@ -109,16 +109,6 @@ async fn fill_batch(
         }
     }
     items
-}
-
-fn clone_result(r: &Result<String, PolicyError>) -> Result<String, PolicyError> {
-    match r {
-        Ok(text) => Ok(text.clone()),
-        Err(PolicyError::Rejected { code, text }) => {
-            Err(PolicyError::Rejected { code: *code, text: text.clone() })
-        }
-        Err(e) => Err(PolicyError::Lua(e.to_string())),
-    }
 }
 
 /// Log the outcome and remove, retry or keep the message.

@@ -125,15 +125,7 @@ async fn spool(writer: &SpoolWriter, kept: &[(Message, String)]) {
     if kept.is_empty() {
         return;
     }
-    let ops = || -> Vec<SpoolOp> {
-        kept.iter()
-            .map(|(m, _)| SpoolOp::Put {
-                id: m.id,
-                meta: m.spool_meta().to_bytes(),
-                data: Some(m.data.clone()),
-            })
-            .collect()
-    };
+    let ops = || -> Vec<SpoolOp> { kept.iter().map(|(m, _)| SpoolOp::put(m)).collect() };
     let started = tokio::time::Instant::now();
     loop {
         match writer.commit(ops()).await {

@@ -80,7 +80,18 @@ impl PolicyPool {
         let size = if size == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { size };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let lanes = Lane::ALL.map(|_| crossbeam_channel::unbounded::<Job>());
-        let kept_source = source.clone();
+        // custom_lua connections load their own states later: from the text read now, so they run
+        // the very policy the pool runs (and read no file per connection).
+        let kept_source = match &source {
+            Some(PolicySource::File(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(PolicySource::Embedded {
+                    name: Box::leak(path.display().to_string().into_boxed_str()),
+                    text: Box::leak(text.into_boxed_str()),
+                }),
+                Err(_) => source.clone(), // the states' own load reports the error
+            },
+            other => other.clone(),
+        };
         for (lane, (_, rx)) in Lane::ALL.into_iter().zip(&lanes) {
             for n in 0..size {
                 let rx = rx.clone();

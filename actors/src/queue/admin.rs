@@ -233,14 +233,7 @@ async fn rebind_chunk(services: &Services, ids: &[MessageId], from: &str, req: &
     // One commit: the body too where the event may have changed it.
     let (with_data, meta_only): (Vec<_>, Vec<_>) =
         changed.iter().partition(|(m, _, before)| req.trigger_rebind_event && m.data != before.data);
-    let puts: Vec<SpoolOp> = with_data
-        .iter()
-        .map(|(m, _, _)| SpoolOp::Put {
-            id: m.id,
-            meta: m.spool_meta().to_bytes(),
-            data: Some(m.data.clone()),
-        })
-        .collect();
+    let puts: Vec<SpoolOp> = with_data.iter().map(|(m, _, _)| SpoolOp::put(m)).collect();
     if !puts.is_empty()
         && let Err(e) = services.writer.commit(puts).await
     {

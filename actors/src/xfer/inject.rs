@@ -154,11 +154,7 @@ async fn inject_all(
     let puts: Vec<SpoolOp> = slots
         .iter()
         .filter_map(|s| match s {
-            Slot::Ready { msg, .. } => Some(SpoolOp::Put {
-                id: msg.id,
-                meta: msg.spool_meta().to_bytes(),
-                data: Some(msg.data.clone()),
-            }),
+            Slot::Ready { msg, .. } => Some(SpoolOp::put(msg)),
             _ => None,
         })
         .collect();
