@@ -505,3 +505,31 @@ end)
     let tf = node.records().iter().filter(|r| r["type"] == "TransientFailure").count();
     assert!(failed.is_some(), "only {tf} of {} messages had their attempt", ids.len());
 }
+
+/// A delivery connection does not wait for the spool removal of what it delivered; a graceful
+/// stop waits for those removals, so nothing delivered before the stop is sent again after it.
+/// A log hook makes each removal wait for its record first (the slow case).
+#[test]
+fn a_graceful_stop_mid_delivery_sends_nothing_twice() {
+    let sink = SmtpSink::start();
+    let hook = "kumo.on('init', function() kumo.configure_log_hook { name = 'h' } end)\nkumo.on('should_enqueue_log_record', function() return false end)";
+    let mut node = FerryNode::start(LOGS, Some(&source_policy(sink.port(), "20m", hook)));
+    let mut c = RawSmtp::connect(node.smtp);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    for n in 0..300 {
+        let r = c.transaction("sender@example.com", &[format!("r{n}@example.com").as_str()], &body(""));
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    drop(c);
+    wait_until("deliveries under way", Duration::from_secs(20), || (sink.count() >= 30).then_some(()));
+    assert!(node.stop().success());
+    node.restart();
+    wait_until("every message delivered", Duration::from_secs(30), || (sink.count() >= 300).then_some(()));
+    let mut seen = std::collections::HashMap::new();
+    for m in sink.messages() {
+        *seen.entry(m.rcpt_to[0].clone()).or_insert(0) += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent again after a graceful stop: {twice:?}");
+    assert_eq!(seen.len(), 300);
+}
