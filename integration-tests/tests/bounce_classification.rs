@@ -62,7 +62,11 @@ fn a_missing_rules_file_stops_start_up_naming_it_and_the_line() {
         "kumo.on('init', function()\n  kumo.configure_bounce_classifier { files = { '/nonexistent/rules.toml' } }\nend)\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("ferry.toml"), "[policy]\nscript = \"policy.lua\"\n[node]\ndata_dir = \"data\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n").unwrap();
+    let config = format!(
+        "[policy]\nscript = \"policy.lua\"\n[node]\ndata_dir = \"{}\"\n[smtp]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        dir.path().join("data").display()
+    );
+    std::fs::write(dir.path().join("ferry.toml"), config).unwrap();
     let out = std::process::Command::new(ferry_integration_tests::node::ferry_bin())
         .args(["serve", "--config", dir.path().join("ferry.toml").to_str().unwrap()])
         .output()
