@@ -2,45 +2,20 @@
 # Relay with and without a log hook that POSTs every Delivery to a webhook in batches of 100
 # (KumoMTA's batched-hook pattern: configure_log_hook -> should_enqueue_log_record -> a custom_lua
 # queue with kumo.http). Reports the relay rate of both and the rate the webhook received events.
-# The webhook is a small Python server that counts the records in each POSTed JSON array.
+# The webhook is `webhook-sink` (integration-tests), which counts the records in each POSTed JSON
+# array (a Python server did this until 2026-12-02; it took a tenth of the two cores).
 # Usage: bench/webhook.sh [messages] [rounds]      default: 20000 messages, 2 rounds, 4 KB
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-20000}
 rounds=${2:-2}
-cargo build --release --bin ferry --bin smtp-sink >/dev/null
+cargo build --release --bin ferry --bin smtp-sink --bin webhook-sink >/dev/null
 bin=$PWD/target/release
 work=$(mktemp -d /tmp/ferry-webhook.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 . bench/lib.sh
-
-# The webhook: counts events, remembers when the first and the last arrived.
-cat > "$work/webhook.py" <<'PY'
-import json, sys, time, threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-state = {"events": 0, "first": 0.0, "last": 0.0}
-lock = threading.Lock()
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_POST(self):
-        n = len(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        with lock:
-            now = time.time()
-            state["first"] = state["first"] or now
-            state["events"] += n
-            state["last"] = now
-        self.send_response(200); self.send_header("Content-Length", "2"); self.end_headers(); self.wfile.write(b"ok")
-    def do_GET(self):
-        with lock:
-            body = json.dumps(state).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
-s = ThreadingHTTPServer(("127.0.0.1", 0), H)
-open(sys.argv[1], "w").write(str(s.server_address[1]))
-s.serve_forever()
-PY
 
 HOOK='
 kumo.on("init", function()
@@ -69,7 +44,7 @@ end)
 run() {
   local label=$1 round=$2 dir=$work/$1-$2
   rm -f "$work/port"
-  python3 "$work/webhook.py" "$work/port" & pids+=("$!")
+  "$bin/webhook-sink" --port-file "$work/port" & pids+=("$!")
   local hook_pid=$!
   until [ -s "$work/port" ]; do sleep 0.05; done
   local url="http://127.0.0.1:$(cat "$work/port")/events"
@@ -93,10 +68,12 @@ run() {
     events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); n=s["events"]; t=max(s["last"]-s["first"],1e-9); print("; webhook: %d events at %.0f events/s" % (n, n/t))')
   fi
   python3 -c "import sys; n=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'{sys.argv[4]:7}: {n} x 4 KB relayed in {t:.2f}s: {n/t:.0f} msgs/s{sys.argv[5]}')" "$messages" "$start" "$end" "$label" "$events"
+  if [ -n "${METRICS:-}" ]; then curl -s "http://$FERRY_HTTP/metrics" > "$METRICS.$label.$round"; fi
   kill -TERM "$FERRY_PID" "$SINK_PID" "$hook_pid"; wait "$FERRY_PID" "$SINK_PID" "$hook_pid" 2>/dev/null || true
 }
 
+# ONLY=plain or ONLY=hooked runs just that side (for profiling one of them).
 for r in $(seq 1 "$rounds"); do
-  run plain "$r"
-  run hooked "$r"
+  if [ "${ONLY:-plain}" = plain ]; then run plain "$r"; fi
+  if [ "${ONLY:-hooked}" = hooked ]; then run hooked "$r"; fi
 done

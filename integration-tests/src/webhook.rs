@@ -1,11 +1,14 @@
 //! A webhook receiver for log-hook tests: an HTTP/1.1 server on 127.0.0.1 (keep-alive, bodies
 //! by Content-Length) that keeps every POSTed JSON body. It can be told to answer 500 to the
-//! first N requests, to show that a failing webhook gets its events again later.
+//! first N requests, to show that a failing webhook gets its events again later. In counting mode
+//! (benchmarks, `webhook-sink`) it keeps only the number of events and when the first and the
+//! last arrived, and answers `GET` with them as JSON.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -19,6 +22,17 @@ struct State {
     bodies: Mutex<Vec<Value>>,
     requests: AtomicUsize,
     fail_first: AtomicUsize,
+    /// Counting mode: bodies are counted (an array as its items), not kept.
+    counting: bool,
+    counted: Mutex<Counted>,
+}
+
+/// What a counting webhook has received: events, and the Unix times of the first and the last.
+#[derive(Default, Clone, Copy, Debug, serde::Serialize)]
+pub struct Counted {
+    pub events: u64,
+    pub first: f64,
+    pub last: f64,
 }
 
 impl Webhook {
@@ -28,9 +42,18 @@ impl Webhook {
 
     /// Answer 500 to the first `n` requests (their bodies are not kept), then 200.
     pub fn failing_first(n: usize) -> Webhook {
+        Self::with_state(State { fail_first: AtomicUsize::new(n), ..State::default() })
+    }
+
+    /// Count events instead of keeping them (see [`Webhook::counted`]).
+    pub fn counting() -> Webhook {
+        Self::with_state(State { counting: true, ..State::default() })
+    }
+
+    fn with_state(state: State) -> Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
         let addr = listener.local_addr().unwrap();
-        let state = Arc::new(State { fail_first: AtomicUsize::new(n), ..State::default() });
+        let state = Arc::new(state);
         let shared = state.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -43,6 +66,15 @@ impl Webhook {
 
     pub fn url(&self) -> String {
         format!("http://{}/events", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Counting mode: what has arrived so far.
+    pub fn counted(&self) -> Counted {
+        *self.state.counted.lock().unwrap()
     }
 
     /// Requests answered so far (failed ones included).
@@ -74,6 +106,7 @@ fn serve(stream: TcpStream, state: &State) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
+        let get = line.starts_with("GET ");
         let mut length = 0usize;
         loop {
             let mut header = String::new();
@@ -94,7 +127,34 @@ fn serve(stream: TcpStream, state: &State) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if get {
+            let body = serde_json::to_string(&*state.counted.lock().unwrap()).unwrap_or_default();
+            let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            if writer.write_all(response.as_bytes()).is_err() {
+                return;
+            }
+            continue;
+        }
         state.requests.fetch_add(1, Ordering::SeqCst);
+        if state.counting {
+            let response: &[u8] = match count(&body) {
+                Some(n) => {
+                    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+                    let mut counted = state.counted.lock().unwrap();
+                    counted.events += n;
+                    if counted.first == 0.0 {
+                        counted.first = now;
+                    }
+                    counted.last = now;
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                }
+                None => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 8\r\n\r\nnot json",
+            };
+            if writer.write_all(response).is_err() {
+                return;
+            }
+            continue;
+        }
         let fail =
             state.fail_first.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
         let response: &[u8] = if fail {
@@ -112,4 +172,12 @@ fn serve(stream: TcpStream, state: &State) {
             return;
         }
     }
+}
+
+/// Events in a body: the items of a JSON array, or 1 for any other JSON value; None if not JSON.
+fn count(body: &[u8]) -> Option<u64> {
+    if let Ok(items) = serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(body) {
+        return Some(items.len() as u64);
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok().map(|_| 1)
 }
