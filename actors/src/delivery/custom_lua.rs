@@ -1,6 +1,7 @@
 //! custom_lua connections (SPEC §7.3): each connection owns a Lua state (see
 //! `policy::custom_lua`), takes messages from its ready queue one at a time, or in batches of up
-//! to `batch_size` for `send_batch`, and settles each message by the disposition.
+//! to `batch_size` for `send_batch`, and settles each message by the disposition. It stays open
+//! while messages keep coming, up to the egress path's `idle_timeout` without one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,9 @@ pub(crate) async fn connection(
     };
     let tls = services.settings.client_tls.as_ref().map(|t| t.verifying.clone());
     let mut conn = LuaConnection::new(state, constructor, tls);
-    while let Some(first) = next_item(&queue, false).await {
+    // Like an SMTP connection, an idle one waits up to the path's idle_timeout for more work
+    // before it closes (and its Lua state, costly to build, is dropped).
+    while let Some(first) = next_item(&queue, true).await {
         let (batch_size, min_size, latency) = match &first.config.protocol {
             Protocol::CustomLua { batch_size, min_batch_size, max_batch_latency, .. } => {
                 (*batch_size, *min_batch_size, *max_batch_latency)
