@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use ferry_integration_tests::http::get;
 use ferry_integration_tests::sink::SmtpSink;
 use ferry_integration_tests::smtp::queued_id;
 use ferry_integration_tests::webhook::Webhook;
@@ -31,6 +32,9 @@ kumo.on('should_enqueue_log_record', function(msg, hook_name)
   return true
 end)
 kumo.on('make.webhook', function(domain, tenant, campaign)
+  local opened = io.open('{out}.connections', 'a')
+  opened:write('opened\n')
+  opened:close()
   local connection = {{}}
   function connection:send(message)
     local f = io.open('{out}', 'a')
@@ -101,6 +105,69 @@ fn outcomes_become_hook_messages_delivered_by_custom_lua() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(events(&out).len(), 3, "no event about an event");
+}
+
+/// A custom_lua connection (and the Lua state it built) stays open between messages that come
+/// a while apart, up to the path's idle_timeout: one constructor call for both events.
+#[test]
+fn a_custom_lua_connection_serves_events_that_come_apart() {
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("events.jsonl");
+    let node = FerryNode::start("", Some(&policy(&sink, &out)));
+    for n in 1..=2 {
+        let mut c = RawSmtp::connect(node.smtp);
+        queued_id(&c.send_message("s@example.com", &["ok@example.com"], "Subject: apart\r\n\r\nx\r\n"));
+        wait_until("the event", Duration::from_secs(20), || (events(&out).len() == n).then_some(()));
+        // Long enough for a connection that closes when its queue is empty to have closed.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let opened = std::fs::read_to_string(out.with_extension("jsonl.connections")).unwrap();
+    assert_eq!(opened.lines().count(), 1, "one connection for both events");
+}
+
+/// A hook message stores its record once, as its body; the policy and inspect-message still see
+/// it as the `log_record` meta, as in KumoMTA.
+#[test]
+fn a_waiting_hook_message_shows_its_record_as_meta() {
+    let sink = SmtpSink::start();
+    let policy = format!(
+        r#"
+kumo.on('init', function() kumo.configure_log_hook {{ name = 'h', per_record = {{ Delivery = {{ enable = true }}, Any = {{ enable = false }} }} }} end)
+kumo.on('should_enqueue_log_record', function(msg)
+  assert(msg:get_meta('log_record').type == 'Delivery')
+  msg:set_meta('queue', 'webhook')
+  return true
+end)
+kumo.on('make.webhook', function()
+  local connection = {{}}
+  function connection:send(message) kumo.reject(451, 'webhook down') end
+  return connection
+end)
+kumo.on('get_queue_config', function(domain)
+  if domain == 'webhook' then
+    return kumo.make_queue_config {{ retry_interval = '1h', protocol = {{ custom_lua = {{ constructor = 'make.webhook' }} }} }}
+  end
+  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{port}' }} }} }} }}
+end)
+"#,
+        port = sink.port()
+    );
+    let node = FerryNode::start("", Some(&policy));
+    let mut c = RawSmtp::connect(node.smtp);
+    let original =
+        queued_id(&c.send_message("s@example.com", &["ok@example.com"], "Subject: m\r\n\r\nx\r\n"));
+    let deferred = wait_until("the hook message deferred", Duration::from_secs(20), || {
+        node.records().into_iter().find(|r| r["type"] == "TransientFailure" && r["queue"] == "webhook")
+    });
+    let id = deferred["id"].as_str().unwrap();
+    let (status, text) = get(node.http, &format!("/api/admin/inspect-message/v1?id={id}"), &[]);
+    assert_eq!(status, 200, "{text}");
+    let inspected: Value = serde_json::from_str(&text).unwrap();
+    let meta = &inspected["message"]["meta"];
+    assert_eq!(meta["reception_protocol"], "LogRecord", "{meta}");
+    assert_eq!(meta["log_record"]["type"], "Delivery", "{meta}");
+    assert_eq!(meta["log_record"]["id"], original.as_str(), "the record of the original message: {meta}");
 }
 
 /// Outcomes to a webhook in batches of up to 100, as KumoMTA's batched hook example does: the

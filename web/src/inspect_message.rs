@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, SecondsFormat, Utc};
+use ferry_actors::model::message::{LOG_RECORD_META, LOG_RECORD_PROTOCOL};
 use ferry_actors::model::record::Recipients;
 use ferry_actors::model::{Message, MessageId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -80,10 +81,15 @@ struct MessageInformation {
 impl MessageInformation {
     fn of(m: Message, want_body: bool) -> Self {
         let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
+        let mut meta = m.meta.clone();
+        // A log-hook message's record, kept once as its body, shown as KumoMTA shows it.
+        if let Some(std::borrow::Cow::Owned(record)) = m.meta_value(LOG_RECORD_META) {
+            meta.insert(LOG_RECORD_META.into(), record);
+        }
         MessageInformation {
             sender: m.sender,
             recipient: Recipients::from(m.recipients.as_slice()),
-            meta: m.meta,
+            meta,
             data: want_body.then(|| String::from_utf8_lossy(&m.data).into_owned()),
             due: m.due.map(ts),
             num_attempts: m.num_attempts,
@@ -100,11 +106,17 @@ async fn inspect_message(state: web::Data<AppState>, q: web::Query<InspectMessag
     // A body can be megabytes: read off the async workers.
     let loaded = web::block(move || {
         if want_body {
-            spool.load(&id)
-        } else {
-            spool
-                .load_meta(&id)
-                .map(|meta| meta.map(|meta| Message::from_spool(id, meta, Default::default())))
+            return spool.load(&id);
+        }
+        match spool.load_meta(&id)? {
+            // Its log_record meta is its body (small): see Message::meta_value.
+            Some(meta)
+                if meta.meta.get("reception_protocol").and_then(Value::as_str)
+                    == Some(LOG_RECORD_PROTOCOL) =>
+            {
+                spool.load(&id)
+            }
+            meta => Ok(meta.map(|meta| Message::from_spool(id, meta, Default::default()))),
         }
     })
     .await;

@@ -23,8 +23,7 @@ use crate::logging::selection::Selection;
 use crate::model::LogRecord;
 use crate::model::log_hook::RecordFilter;
 
-/// `reception_protocol` of a hook message.
-pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
+pub use crate::model::message::LOG_RECORD_PROTOCOL;
 
 #[derive(Debug)]
 pub struct HookSpec {

@@ -57,17 +57,16 @@ pub async fn run(handles: Handles) {
     }
 }
 
-/// KumoMTA's log message: sender and recipient of the original, the record as the body (JSON)
-/// and in the `log_record` meta, `reception_protocol = "LogRecord"`.
+/// KumoMTA's log message: sender and recipient of the original, the record as the body (JSON),
+/// `reception_protocol = "LogRecord"`. Its `log_record` meta is read from the body when the
+/// policy asks for it ([`Message::meta_value`]), so the record is stored once.
 fn hook_message(ids: &MessageIdGenerator, record: crate::model::LogRecord) -> Message {
-    let value = serde_json::to_value(&record).unwrap_or(Value::Null);
-    let body = serde_json::to_vec(&value).unwrap_or_default();
-    let recipients = match &record.recipient {
-        Recipients::One(r) => vec![r.clone()],
-        Recipients::Many(list) => list.clone(),
+    let body = serde_json::to_vec(&record).unwrap_or_default();
+    let recipients = match record.recipient {
+        Recipients::One(r) => vec![r],
+        Recipients::Many(list) => list,
     };
-    let mut msg = Message::new(ids.generate(), record.sender.clone(), recipients, Bytes::from(body));
-    msg.set_meta("log_record", value);
+    let mut msg = Message::new(ids.generate(), record.sender, recipients, Bytes::from(body));
     msg.set_meta("reception_protocol", Value::String(LOG_RECORD_PROTOCOL.into()));
     msg
 }
@@ -140,5 +139,36 @@ async fn spool(writer: &SpoolWriter, kept: &[(Message, String)]) {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LogRecord;
+
+    #[test]
+    fn a_hook_message_keeps_its_record_once_and_offers_it_as_meta() {
+        let ids = MessageIdGenerator::new(&uuid::Uuid::new_v4());
+        let record: LogRecord = serde_json::from_value(serde_json::json!({
+            "type": "Delivery", "id": "abc", "sender": "s@example.com", "recipient": "r@example.com",
+            "queue": "example.com", "site": "", "size": 10,
+            "response": {"code": 250, "enhanced_code": null, "content": "ok", "command": null},
+            "timestamp": 1, "event_time": "2026-12-02T00:00:00Z", "created": 1,
+            "created_time": "2026-12-02T00:00:00Z", "num_attempts": 1, "bounce_classification": "Uncategorized",
+            "meta": {"tenant": "acme"}, "headers": {}, "nodeid": "n",
+        }))
+        .unwrap();
+        let msg = hook_message(&ids, record.clone());
+        let spooled = serde_json::to_value(msg.spool_meta()).unwrap();
+        assert!(spooled["meta"].get("log_record").is_none(), "not stored twice: {spooled}");
+        assert_eq!(msg.get_meta("reception_protocol"), Some(&Value::String("LogRecord".into())));
+        let body: Value = serde_json::from_slice(&msg.data).unwrap();
+        assert_eq!(body, serde_json::to_value(&record).unwrap());
+        assert_eq!(msg.meta_value("log_record").as_deref(), Some(&body));
+        assert_eq!(msg.recipients, ["r@example.com"]);
+        // Any other message has no such meta.
+        let plain = Message::new(ids.generate(), "s@x".into(), vec!["r@x".into()], Bytes::from_static(b"{}"));
+        assert!(plain.meta_value("log_record").is_none());
     }
 }

@@ -10,6 +10,11 @@ use super::id::MessageId;
 use super::queue_name::{self, QueueNameError};
 use super::scheduling::Scheduling;
 
+/// `reception_protocol` of a message made by a log hook.
+pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
+/// The meta key under which a log-hook message offers its record (see [`Message::meta_value`]).
+pub const LOG_RECORD_META: &str = "log_record";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: MessageId,
@@ -47,6 +52,24 @@ impl Message {
 
     pub fn set_meta(&mut self, key: impl Into<String>, value: Value) {
         self.meta.insert(key.into(), value);
+    }
+
+    /// [`Message::get_meta`] as the policy and the admin API see it: a log-hook message keeps its
+    /// record once, as its body, and its `log_record` meta is that body parsed when asked for
+    /// (storing it twice doubled what every hooked event cost the spool).
+    pub fn meta_value(&self, key: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        if let Some(v) = self.get_meta(key) {
+            return Some(std::borrow::Cow::Borrowed(v));
+        }
+        if key == LOG_RECORD_META && self.is_log_record() {
+            return serde_json::from_slice(&self.data).ok().map(std::borrow::Cow::Owned);
+        }
+        None
+    }
+
+    /// A message made by a log hook (its body is a log record as JSON).
+    pub fn is_log_record(&self) -> bool {
+        self.get_meta("reception_protocol").and_then(Value::as_str) == Some(LOG_RECORD_PROTOCOL)
     }
 
     /// The form stored in the spool's `meta` database.

@@ -86,8 +86,8 @@ impl UserData for LuaMessage {
         for name in ["queue_name", "get_queue_name"] {
             methods.add_method(name, |_, m, ()| m.0.queue_name().map_err(mlua::Error::runtime));
         }
-        methods.add_method("get_meta", |lua, m, key: String| match m.0.get_meta(&key) {
-            Some(v) => json_to_lua(lua, v),
+        methods.add_method("get_meta", |lua, m, key: String| match m.0.meta_value(&key) {
+            Some(v) => json_to_lua(lua, &v),
             None => Ok(Value::Nil),
         });
         methods.add_method_mut("set_meta", |lua, m, (key, value): (String, Value)| {
