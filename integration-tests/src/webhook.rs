@@ -24,6 +24,8 @@ struct State {
     fail_first: AtomicUsize,
     /// Counting mode: bodies are counted (an array as its items), not kept.
     counting: bool,
+    /// How long each POST waits before it is answered.
+    delay: std::time::Duration,
     counted: Mutex<Counted>,
 }
 
@@ -43,6 +45,12 @@ impl Webhook {
     /// Answer 500 to the first `n` requests (their bodies are not kept), then 200.
     pub fn failing_first(n: usize) -> Webhook {
         Self::with_state(State { fail_first: AtomicUsize::new(n), ..State::default() })
+    }
+
+    /// Keep bodies like [`Webhook::start`], but answer each POST only after `delay` (a webhook
+    /// that keeps its connections busy).
+    pub fn slow(delay: std::time::Duration) -> Webhook {
+        Self::with_state(State { delay, ..State::default() })
     }
 
     /// Count events instead of keeping them (see [`Webhook::counted`]).
@@ -135,6 +143,7 @@ fn serve(stream: TcpStream, state: &State) {
             }
             continue;
         }
+        std::thread::sleep(state.delay);
         state.requests.fetch_add(1, Ordering::SeqCst);
         if state.counting {
             let response: &[u8] = match count(&body) {

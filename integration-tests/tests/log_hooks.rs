@@ -126,6 +126,66 @@ fn a_custom_lua_connection_serves_events_that_come_apart() {
     assert_eq!(opened.lines().count(), 1, "one connection for both events");
 }
 
+/// A batching custom_lua queue opens another connection only when the backlog is more than its
+/// open connections can take in a batch each: 40 events behind a slow webhook go through one
+/// connection (with the SMTP rule, four queued per connection, the backlog that builds while a
+/// POST waits would open several connections, each sending slivers).
+#[test]
+fn a_batching_queue_fills_its_connection_before_opening_another() {
+    let sink = SmtpSink::start();
+    let webhook = Webhook::slow(Duration::from_millis(300));
+    let dir = tempfile::tempdir().unwrap();
+    let opened = dir.path().join("opened");
+    let policy = format!(
+        r#"
+kumo.on('init', function() kumo.configure_log_hook {{ name = 'h', per_record = {{ Delivery = {{ enable = true }}, Any = {{ enable = false }} }} }} end)
+kumo.on('should_enqueue_log_record', function(msg)
+  msg:set_meta('queue', 'webhook')
+  return true
+end)
+kumo.on('make.webhook', function()
+  local f = io.open('{opened}', 'a')
+  f:write('opened\n')
+  f:close()
+  local connection = {{}}
+  local client = kumo.http.build_client {{ timeout = '10s' }}
+  function connection:send_batch(messages)
+    local records = {{}}
+    for i, msg in ipairs(messages) do records[i] = msg:get_data() end
+    local r = client:post('{url}'):body('[' .. table.concat(records, ',') .. ']'):send()
+    if r:status_is_success() then return 'ok' end
+    kumo.reject(400, r:text())
+  end
+  return connection
+end)
+kumo.on('get_queue_config', function(domain)
+  if domain == 'webhook' then
+    return kumo.make_queue_config {{ protocol = {{ custom_lua = {{ constructor = 'make.webhook', batch_size = 100 }} }} }}
+  end
+  return kumo.make_queue_config {{ protocol = {{ smtp = {{ mx_list = {{ '[127.0.0.1]:{port}' }} }} }} }}
+end)
+"#,
+        opened = opened.display(),
+        url = webhook.url(),
+        port = sink.port()
+    );
+    let node = FerryNode::start("", Some(&policy));
+    let mut c = RawSmtp::connect(node.smtp);
+    for n in 0..40 {
+        queued_id(&c.send_message(
+            "s@example.com",
+            &[&format!("r{n}@example.com")],
+            "Subject: b\r\n\r\nx\r\n",
+        ));
+    }
+    wait_until("40 events at the webhook", Duration::from_secs(30), || {
+        (webhook.events().len() >= 40).then_some(())
+    });
+    assert_eq!(webhook.events().len(), 40, "each event once");
+    let connections = std::fs::read_to_string(&opened).unwrap().lines().count();
+    assert_eq!(connections, 1, "one connection took every batch ({} requests)", webhook.requests());
+}
+
 /// A hook message stores its record once, as its body; the policy and inspect-message still see
 /// it as the `log_record` meta, as in KumoMTA.
 #[test]

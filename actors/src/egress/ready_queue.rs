@@ -208,8 +208,12 @@ impl ReadyQueue {
             return;
         }
         let limit = self.path.connection_limit;
-        // Reuse before fan-out: open another connection only when each one has a backlog.
-        let wanted = self.connections == 0 || self.ready.len() > self.connections * BACKLOG_PER_CONNECTION;
+        // Reuse before fan-out: open another connection only when each one has a backlog (for a
+        // batching custom_lua queue, a whole batch: several connections each sending a sliver
+        // of what one could send at once cost a request, a Lua call and a commit per sliver).
+        let batch = self.ready.front().map_or(1, |item| item.config.protocol.batch_size());
+        let per_connection = BACKLOG_PER_CONNECTION.max(batch);
+        let wanted = self.connections == 0 || self.ready.len() > self.connections * per_connection;
         if self.connections >= limit || !wanted {
             return;
         }

@@ -194,6 +194,16 @@ pub enum Protocol {
     },
 }
 
+impl Protocol {
+    /// Messages one connection takes at a time: a custom_lua `batch_size`, else 1.
+    pub fn batch_size(&self) -> usize {
+        match self {
+            Protocol::CustomLua { batch_size, .. } => (*batch_size).max(1),
+            _ => 1,
+        }
+    }
+}
+
 impl Serialize for Protocol {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let v = match self {
