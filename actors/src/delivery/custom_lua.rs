@@ -10,7 +10,7 @@ use actix::Addr;
 
 use super::ReadyItem;
 use super::outcome::internal_error;
-use crate::egress::ready_queue::{ReadyQueue, next_item};
+use crate::egress::ready_queue::{ReadyQueue, next_item, take_ready};
 use crate::metrics::ReadyQueueStats;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::queue_config::Protocol;
@@ -99,8 +99,9 @@ async fn fill_batch(
     let mut items = vec![first];
     let deadline = tokio::time::Instant::now() + latency;
     while items.len() < size {
-        if let Some(item) = next_item(queue, false).await {
-            items.push(item);
+        let more = take_ready(queue, size - items.len()).await;
+        if !more.is_empty() {
+            items.extend(more);
             continue;
         }
         if items.len() >= min || tokio::time::Instant::now() >= deadline {

@@ -414,7 +414,7 @@ pub enum Work {
     Done,
 }
 
-/// A connection asks for its next message; `wait` = it can idle for one (SMTP can, Lua need not).
+/// A connection asks for its next message; `wait` = it can idle for one.
 #[derive(Message)]
 #[rtype(result = "Work")]
 pub struct Next {
@@ -443,6 +443,37 @@ impl Handler<Next> for ReadyQueue {
             None => Work::Done,
         })
     }
+}
+
+/// A batching connection takes up to `max` more messages that are ready now (none: the queue is
+/// empty, stopping or suspended), in one round trip rather than one per message.
+#[derive(Message)]
+#[rtype(result = "Vec<ReadyItem>")]
+pub struct TakeReady {
+    pub max: usize,
+}
+
+impl Handler<TakeReady> for ReadyQueue {
+    type Result = MessageResult<TakeReady>;
+    fn handle(&mut self, TakeReady { max }: TakeReady, _: &mut Context<Self>) -> Self::Result {
+        if self.stopping.is_some() || self.release_if_suspended() || self.ready.is_empty() {
+            return MessageResult(Vec::new());
+        }
+        let n = max.min(self.ready.len());
+        let items: Vec<ReadyItem> = self.ready.drain(..n).collect();
+        let now = Instant::now();
+        for _ in 0..n {
+            self.drain.note_taken(now);
+        }
+        crate::delivery::shrink_after_backlog(&mut self.ready);
+        self.publish();
+        MessageResult(items)
+    }
+}
+
+/// Up to `max` messages ready now ([`TakeReady`]).
+pub async fn take_ready(queue: &Addr<ReadyQueue>, max: usize) -> Vec<ReadyItem> {
+    queue.send(TakeReady { max }).await.unwrap_or_default()
 }
 
 /// The next message for a connection, waiting up to the path's `idle_timeout` when `wait`.
