@@ -51,7 +51,7 @@ run() {
   start_relay_sink "$bin" "$dir/sink"
   if [ "$label" = hooked ]; then
     # The webhook queue first, so the relay's catch-all handler does not claim it.
-    { echo "kumo.on('get_queue_config', function(domain) if domain == 'webhook' then return kumo.make_queue_config { protocol = { custom_lua = { constructor = 'make.webhook', batch_size = 100 } } } end end)";
+    { echo "kumo.on('get_queue_config', function(domain) if domain == 'webhook' then return kumo.make_queue_config { protocol = { custom_lua = { constructor = 'make.webhook', batch_size = 100, min_batch_size = 100, max_batch_latency = '20ms' } } } end end)";
       cat "$dir/sink/policy.lua"; echo "${HOOK//URL/$url}"; } > "$dir/policy.lua"
   else
     cp "$dir/sink/policy.lua" "$dir/policy.lua"
@@ -65,7 +65,7 @@ run() {
   local events=""
   if [ "$label" = hooked ]; then
     until [ "$(curl -s "$url" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')" -ge "$messages" ]; do sleep 0.05; done
-    events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); n=s["events"]; t=max(s["last"]-s["first"],1e-9); print("; webhook: %d events at %.0f events/s" % (n, n/t))')
+    events=$(curl -s "$url" | python3 -c 'import json,sys; s=json.load(sys.stdin); n=s["events"]; t=max(s["last"]-s["first"],1e-9); print("; webhook: %d events at %.0f events/s, %.0f per POST" % (n, n/t, n/max(s["requests"],1)))')
   fi
   python3 -c "import sys; n=int(sys.argv[1]); t=float(sys.argv[3])-float(sys.argv[2]); print(f'{sys.argv[4]:7}: {n} x 4 KB relayed in {t:.2f}s: {n/t:.0f} msgs/s{sys.argv[5]}')" "$messages" "$start" "$end" "$label" "$events"
   if [ -n "${METRICS:-}" ]; then curl -s "http://$FERRY_HTTP/metrics" > "$METRICS.$label.$round"; fi

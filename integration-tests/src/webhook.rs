@@ -33,6 +33,8 @@ struct State {
 #[derive(Default, Clone, Copy, Debug, serde::Serialize)]
 pub struct Counted {
     pub events: u64,
+    /// POSTs counted (events / requests is the mean batch).
+    pub requests: u64,
     pub first: f64,
     pub last: f64,
 }
@@ -151,6 +153,7 @@ fn serve(stream: TcpStream, state: &State) {
                     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
                     let mut counted = state.counted.lock().unwrap();
                     counted.events += n;
+                    counted.requests += 1;
                     if counted.first == 0.0 {
                         counted.first = now;
                     }

@@ -1,5 +1,5 @@
 //! `webhook-sink --port-file FILE`: a counting webhook for benchmarks. Every POSTed JSON body is
-//! counted (an array as its items); `GET` answers `{"events":N,"first":T,"last":T}` (Unix times of
+//! counted (an array as its items); `GET` answers `{"events":N,"requests":N,"first":T,"last":T}` (Unix times of
 //! the first and the last event). The port it listens on (127.0.0.1) is written to FILE.
 
 use ferry_integration_tests::webhook::Webhook;
