@@ -284,6 +284,43 @@ end)
     });
 }
 
+/// KumoMTA's batching knobs for custom_lua: a batch waits for `min_batch_size` messages, but no
+/// longer than `max_batch_latency`; `send_batch` gets them all at once.
+#[test]
+fn custom_lua_batches_wait_for_min_batch_size_up_to_max_batch_latency() {
+    let policy = r#"
+kumo.on('get_queue_config', function(domain)
+  return kumo.make_queue_config {
+    protocol = { custom_lua = { constructor = 'make.batch', batch_size = 10, min_batch_size = 5, max_batch_latency = '3s' } },
+  }
+end)
+kumo.on('make.batch', function()
+  local connection = {}
+  function connection:send_batch(messages) return 'batch of ' .. #messages end
+  return connection
+end)
+"#;
+    let node = FerryNode::start("", Some(policy));
+    // Fewer than min_batch_size: they go together once max_batch_latency has passed.
+    let few: Vec<String> = (0..3).map(|n| send(&node, &format!("few{n}@example.com"), "")).collect();
+    let received = time(&node.wait_sequence(&few[0], &["Reception", "Delivery"])[0]["event_time"]);
+    for id in &few {
+        let delivery = node.wait_sequence(id, &["Reception", "Delivery"]).remove(1);
+        assert_eq!(delivery["response"]["content"], "batch of 3", "{delivery}");
+        let waited = time(&delivery["event_time"]) - received;
+        assert!(
+            waited >= chrono::TimeDelta::milliseconds(3000),
+            "sent after {waited} (max_batch_latency 3s)"
+        );
+    }
+    // min_batch_size reached: one batch of five, without waiting for the latency.
+    let five: Vec<String> = (0..5).map(|n| send(&node, &format!("five{n}@example.com"), "")).collect();
+    for id in &five {
+        let delivery = node.wait_sequence(id, &["Reception", "Delivery"]).remove(1);
+        assert_eq!(delivery["response"]["content"], "batch of 5", "{delivery}");
+    }
+}
+
 #[test]
 fn a_queue_whose_config_fails_refuses_reception_and_keeps_nothing() {
     let policy = r#"
