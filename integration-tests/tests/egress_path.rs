@@ -100,6 +100,41 @@ fn max_ready_overflow_goes_back_to_the_scheduled_queue() {
     }
 }
 
+/// The due time an overflowed message is given is an estimate (the ready queue's drain rate), and
+/// a stalled delivery makes it a poor one; once the ready queue has room again, the messages it
+/// sent back are promoted at once. A stalled delivery (1.5 s) fills `max_ready`; after it, at
+/// least one overflowed message is delivered before the due time its Delayed record names
+/// (without the room signal none can be: promotion would wait for the due time).
+#[test]
+fn overflowed_messages_come_back_when_the_ready_queue_has_room() {
+    let sink = SmtpSink::start();
+    let node = FerryNode::start("", Some(&policy(&sink, "max_ready = 4, connection_limit = 1")));
+    let mut c = RawSmtp::connect(node.smtp);
+    assert_eq!(c.cmd("EHLO client.test").code, 250);
+    let mut ids =
+        vec![queued_id(&c.transaction("s@example.com", &["slow@example.com"], "Subject: s\r\n\r\nx\r\n"))];
+    ids.extend(send_many(&node, 20));
+    sink.wait_messages(ids.len());
+    let records = node.records();
+    let due_of = |r: &Value| -> Option<DateTime<Utc>> {
+        let content = r["response"]["content"].as_str()?;
+        content.contains("ReadyQueueWasFull").then_some(())?;
+        content.rsplit_once(" at ")?.1.parse().ok()
+    };
+    let mut early = Vec::new();
+    for id in &ids {
+        let mine: Vec<&Value> = records.iter().filter(|r| r["id"] == id.as_str()).collect();
+        let Some(due) = mine.iter().filter(|r| r["type"] == "Delayed").filter_map(|r| due_of(r)).max() else {
+            continue;
+        };
+        let delivered = mine.iter().find(|r| r["type"] == "Delivery").map(|r| time(r)).expect("delivered");
+        if delivered + chrono::TimeDelta::milliseconds(200) < due {
+            early.push((id.clone(), due - delivered));
+        }
+    }
+    assert!(!early.is_empty(), "no overflowed message came back before its estimated due time");
+}
+
 #[test]
 fn prohibited_hosts_refuse_a_destination_with_a_clear_transient_failure() {
     let sink = SmtpSink::start();

@@ -23,7 +23,7 @@ use crate::model::gcra::Gcra;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::ready_queue_suspension::ReadyQueueSuspension;
 use crate::model::throttle_spec::ThrottleSpec;
-use crate::model::{Response, queue_name};
+use crate::model::{MessageId, Response, queue_name};
 use crate::policy::Lane;
 use crate::queue::Services;
 use crate::queue::requeue::{self, Requeue};
@@ -34,6 +34,9 @@ pub use inspect::{ReadyQueueSnapshot, ReadyQueueStates, Snapshot, States};
 
 /// Queued messages per open connection before another one is opened.
 const BACKLOG_PER_CONNECTION: usize = 4;
+/// Most messages a ready queue remembers having sent back for want of room (beyond it, the
+/// oldest wait for their due time).
+const MAX_RETURNED: usize = 100_000;
 /// A failed path lookup is retried after this long.
 const PATH_RETRY: Duration = Duration::from_secs(10);
 /// A connection refused a lease (the cluster's slots are all held) asks again after this.
@@ -73,6 +76,10 @@ pub struct ReadyQueue {
     connect_scheduled: bool,
     /// How fast connections take messages (for the overflow delay).
     drain: DrainRate,
+    /// Messages sent back to their scheduled queues for want of room (`max_ready`), oldest
+    /// first: promoted again as soon as there is room ([`ReadyQueue::note_room`]), their
+    /// estimated due time being only the fallback.
+    returned: VecDeque<(String, MessageId)>,
     /// Since when `max_connection_rate` has held a connection back (inspect-ready-q).
     rate_throttled_since: Option<DateTime<Utc>>,
     /// Since when every allowed connection has been busy with messages still waiting.
@@ -117,6 +124,7 @@ impl ReadyQueue {
             message_rate: None,
             connect_scheduled: false,
             drain: DrainRate::new(Instant::now()),
+            returned: VecDeque::new(),
             rate_throttled_since: None,
             limited_since: None,
         }
@@ -287,7 +295,11 @@ impl ReadyQueue {
     /// `max_ready`: a message beyond it goes back to its scheduled queue with no attempt counted,
     /// due again once the queue should have made room (its measured drain rate, jittered; at
     /// most a minute, as KumoMTA's random delay).
-    fn overflow(&self, item: ReadyItem) {
+    fn overflow(&mut self, item: ReadyItem) {
+        if self.returned.len() >= MAX_RETURNED {
+            self.returned.pop_front();
+        }
+        self.returned.push_back((item.queue.clone(), item.id));
         let services = self.services.clone();
         let delay = self.drain.delay_for(self.ready.len(), rand::random());
         actix::spawn(async move {
@@ -309,11 +321,32 @@ impl ReadyQueue {
         });
     }
 
+    /// Messages were taken: if the queue is down to half of `max_ready`, the messages it sent
+    /// back are asked for again, as many as fit. (Their due time was an estimate from the
+    /// drain rate; a connection stall while it was measured could make it a minute.)
+    fn note_room(&mut self) {
+        if self.returned.is_empty() || !self.path_known() {
+            return;
+        }
+        let max = self.path.max_ready;
+        if self.ready.len() > max / 2 {
+            return;
+        }
+        let n = (max - self.ready.len()).min(self.returned.len());
+        let batch: Vec<(String, MessageId)> = self.returned.drain(..n).collect();
+        self.services.queues.do_send(crate::queue::ReadyHasRoom(batch));
+    }
+
     /// Give a message to an idle connection, if one is waiting; otherwise hand it back.
     fn hand_to_waiter(&mut self, mut item: ReadyItem) -> Option<ReadyItem> {
         while let Some(waiter) = self.waiters.pop_front() {
             match waiter.send(item) {
-                Ok(()) => return None,
+                Ok(()) => {
+                    // Taken as surely as through `Next`: the drain rate counts it.
+                    self.drain.note_taken(Instant::now());
+                    self.note_room();
+                    return None;
+                }
                 // That connection stopped waiting (idle_timeout): try the next one.
                 Err(back) => item = back,
             }
@@ -430,6 +463,7 @@ impl Handler<Next> for ReadyQueue {
         let next = self.ready.pop_front();
         if next.is_some() {
             self.drain.note_taken(Instant::now());
+            self.note_room();
         }
         crate::delivery::shrink_after_backlog(&mut self.ready);
         self.publish();
@@ -465,6 +499,7 @@ impl Handler<TakeReady> for ReadyQueue {
         for _ in 0..n {
             self.drain.note_taken(now);
         }
+        self.note_room();
         crate::delivery::shrink_after_backlog(&mut self.ready);
         self.publish();
         MessageResult(items)

@@ -371,6 +371,26 @@ impl Handler<ReapMe> for QueueManager {
     }
 }
 
+/// Messages a ready queue sent back for want of room, by scheduled queue: it has room now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ReadyHasRoom(pub Vec<(String, crate::model::MessageId)>);
+
+impl Handler<ReadyHasRoom> for QueueManager {
+    type Result = ();
+    fn handle(&mut self, ReadyHasRoom(returned): ReadyHasRoom, _: &mut Context<Self>) {
+        let mut by_queue: HashMap<String, Vec<crate::model::MessageId>> = HashMap::new();
+        for (queue, id) in returned {
+            by_queue.entry(queue).or_default().push(id);
+        }
+        for (queue, ids) in by_queue {
+            if let Some(Slot::Ready(addr)) = self.queues.get(&queue) {
+                addr.do_send(super::scheduled::PromoteReturned(ids));
+            }
+        }
+    }
+}
+
 /// Look up a queue's actor (for inspection and admin sweeps).
 #[derive(Message)]
 #[rtype(result = "Option<Addr<ScheduledQueue>>")]

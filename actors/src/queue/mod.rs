@@ -16,7 +16,7 @@ pub use admin::{BounceQueues, BounceView, CancelBounce, ListBounces, RebindQueue
 pub use inspect::InspectQueue;
 pub use manager::{
     Attach, CancelSuspension, Insert, InsertEnumerated, ListSuspensions, MatchingQueues, QueueManager,
-    Suspend, SuspensionView, Waiting,
+    ReadyHasRoom, Suspend, SuspensionView, Waiting,
 };
 pub use records::{Attempt, EgressUsed, Records};
 pub use scheduled::{DrainWaiting, ScheduledQueue};

@@ -70,6 +70,35 @@ impl Handler<DrainWaiting> for ScheduledQueue {
     }
 }
 
+/// A ready queue that sent these messages back for want of room (`max_ready`) has room again:
+/// those still waiting here are promoted now instead of at their estimated due time.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct PromoteReturned(pub Vec<MessageId>);
+
+impl Handler<PromoteReturned> for ScheduledQueue {
+    type Result = ();
+    fn handle(&mut self, PromoteReturned(ids): PromoteReturned, ctx: &mut Context<Self>) {
+        let ids: std::collections::HashSet<MessageId> = ids.into_iter().collect();
+        let mut found = Vec::new();
+        self.waiting.retain(|(_, id)| {
+            let returned = ids.contains(id);
+            if returned {
+                found.push(*id);
+            }
+            !returned
+        });
+        if found.is_empty() {
+            return;
+        }
+        for id in found {
+            self.promote_id(id, ctx);
+        }
+        self.touch();
+        self.arm_timer(ctx);
+    }
+}
+
 /// Spooled messages found at start-up (SPEC §2.9): E3, then wait or promote.
 #[derive(Message)]
 #[rtype(result = "()")]

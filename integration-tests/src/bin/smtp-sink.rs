@@ -374,6 +374,11 @@ impl Session<'_> {
                 self.reply(250, ok);
             }
             None => {
+                // `slow@...`: a destination that takes 1.5 s to accept a recipient (a stalled
+                // delivery, for tests of what waits behind it).
+                if address.rsplit_once('@').is_some_and(|(local, _)| local.eq_ignore_ascii_case("slow")) {
+                    tokio::time::sleep(Duration::from_millis(1500)).await;
+                }
                 self.rcpt_to.push(address);
                 self.reply(250, ok);
             }
