@@ -223,6 +223,7 @@ async fn serve(
     // Log hooks (configured by the init event): records to messages, before outcomes are saved.
     actix_rt::spawn(ferry_actors::log_hooks::processor::run(ferry_actors::log_hooks::processor::Handles {
         policy: policy.clone(),
+        log: logger.writer().clone(),
         writer: spool_writer.clone(),
         queues: queues.clone(),
         ids: Arc::new(MessageIdGenerator::new(&node)),

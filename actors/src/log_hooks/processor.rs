@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::{LOG_RECORD_PROTOCOL, Offered};
+use crate::logging::segment_writer::LogWriterHandle;
 use crate::model::insert_context::{InsertContext, InsertReason};
 use crate::model::record::Recipients;
 use crate::model::{Message, MessageIdGenerator};
@@ -24,6 +25,9 @@ const FULL_SPOOL_PATIENCE: Duration = Duration::from_secs(10);
 
 pub struct Handles {
     pub policy: PolicyPool,
+    /// The log file writer: a batch's records are in the log before their hook messages are
+    /// spooled, so no event outlives (a kill -9 of) the record it reports.
+    pub log: LogWriterHandle,
     pub writer: SpoolWriter,
     pub queues: Addr<QueueManager>,
     pub ids: Arc<MessageIdGenerator>,
@@ -44,6 +48,9 @@ pub async fn run(handles: Handles) {
             Some(kept) => kept,
             None => return,
         };
+        if !kept.is_empty() {
+            handles.log.flushed().await;
+        }
         spool(&handles.writer, &kept).await;
         for (msg, _) in kept {
             handles.queues.do_send(Insert {

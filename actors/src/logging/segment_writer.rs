@@ -62,6 +62,9 @@ pub enum Compression {
 /// Message to the writer thread.
 enum Msg {
     Line(String),
+    /// Write out everything queued before it now (not at the end of the flush window), then
+    /// acknowledge.
+    Flush(tokio::sync::oneshot::Sender<()>),
     /// Close the current segment, acknowledge, and stop.
     Shutdown(Sender<()>),
 }
@@ -123,6 +126,16 @@ impl LogWriterHandle {
         if self.inner.stopped.load(Ordering::Acquire) || self.inner.tx.send(Msg::Line(line)).is_err() {
             tracing::warn!("log writer is shut down; dropping log record");
         }
+    }
+
+    /// Wait until every line queued before this call is in the segment file (written, so a
+    /// kill -9 keeps it; not fsync'd). Returns at once if the writer has stopped.
+    pub async fn flushed(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.inner.stopped.load(Ordering::Acquire) || self.inner.tx.send(Msg::Flush(tx)).is_err() {
+            return;
+        }
+        let _ = rx.await;
     }
 
     /// Flush everything queued, close the current segment (finish frame, clear write bits) and
@@ -352,6 +365,12 @@ impl SegmentWriter {
         match msg {
             Msg::Line(line) => {
                 self.write_record(&line);
+                std::ops::ControlFlow::Continue(())
+            }
+            Msg::Flush(ack) => {
+                self.flush_current();
+                self.flushes += 1;
+                let _ = ack.send(());
                 std::ops::ControlFlow::Continue(())
             }
             Msg::Shutdown(ack) => {
@@ -722,6 +741,24 @@ mod tests {
         let most = elapsed.as_millis() as u64 / MIN_FLUSH_INTERVAL.as_millis() as u64 + 3;
         assert!(flushes <= most, "{flushes} flushes for 200 records over {elapsed:?} (at most {most})");
         assert_eq!(all_lines(dir.path()), input);
+    }
+
+    /// `flushed` does not wait for the flush window: the lines logged before it are in the file.
+    #[test]
+    fn flushed_puts_what_was_logged_in_the_file_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = LogWriterHandle::start(config(dir.path(), Compression::None)).unwrap();
+        let input = records(3);
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for line in &input {
+            writer.write_line(line.clone());
+            rt.block_on(writer.flushed());
+            let segment = list_segments(dir.path()).unwrap().remove(0);
+            let text = fs::read_to_string(&segment).unwrap();
+            assert!(text.ends_with(&format!("{line}\n")), "{line} is in the file: {text}");
+        }
+        writer.shutdown();
+        rt.block_on(writer.flushed()); // a stopped writer answers at once
     }
 
     #[test]
