@@ -6,7 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ferry_actors::model::message::{LOG_RECORD_META, LOG_RECORD_PROTOCOL};
+use ferry_actors::model::message::{LOG_RECORD_META, is_log_record_meta};
 use ferry_actors::model::record::Recipients;
 use ferry_actors::model::{Message, MessageId};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -81,9 +81,13 @@ struct MessageInformation {
 impl MessageInformation {
     fn of(m: Message, want_body: bool) -> Self {
         let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-        let mut meta = m.meta.clone();
         // A log-hook message's record, kept once as its body, shown as KumoMTA shows it.
-        if let Some(std::borrow::Cow::Owned(record)) = m.meta_value(LOG_RECORD_META) {
+        let record = match m.meta_value(LOG_RECORD_META) {
+            Some(std::borrow::Cow::Owned(record)) => Some(record),
+            _ => None,
+        };
+        let mut meta = m.meta;
+        if let Some(record) = record {
             meta.insert(LOG_RECORD_META.into(), record);
         }
         MessageInformation {
@@ -110,12 +114,7 @@ async fn inspect_message(state: web::Data<AppState>, q: web::Query<InspectMessag
         }
         match spool.load_meta(&id)? {
             // Its log_record meta is its body (small): see Message::meta_value.
-            Some(meta)
-                if meta.meta.get("reception_protocol").and_then(Value::as_str)
-                    == Some(LOG_RECORD_PROTOCOL) =>
-            {
-                spool.load(&id)
-            }
+            Some(meta) if is_log_record_meta(&meta.meta) => spool.load(&id),
             meta => Ok(meta.map(|meta| Message::from_spool(id, meta, Default::default()))),
         }
     })

@@ -321,9 +321,18 @@ impl ReadyQueue {
         });
     }
 
-    /// Messages were taken: if the queue is down to half of `max_ready`, the messages it sent
-    /// back are asked for again, as many as fit. (Their due time was an estimate from the
-    /// drain rate; a connection stall while it was measured could make it a minute.)
+    /// `n` messages went to connections (from the queue or straight to a waiting one): the
+    /// drain rate counts them, and there may be room for what was sent back.
+    fn taken(&mut self, n: usize) {
+        if n > 0 {
+            self.drain.note_taken(Instant::now(), n as u64);
+            self.note_room();
+        }
+    }
+
+    /// If the queue is down to half of `max_ready`, the messages it sent back are asked for
+    /// again, as many as fit. (Their due time was an estimate from the drain rate; a connection
+    /// stall while it was measured could make it a minute.)
     fn note_room(&mut self) {
         if self.returned.is_empty() || !self.path_known() {
             return;
@@ -342,9 +351,8 @@ impl ReadyQueue {
         while let Some(waiter) = self.waiters.pop_front() {
             match waiter.send(item) {
                 Ok(()) => {
-                    // Taken as surely as through `Next`: the drain rate counts it.
-                    self.drain.note_taken(Instant::now());
-                    self.note_room();
+                    // Taken as surely as through `Next`.
+                    self.taken(1);
                     return None;
                 }
                 // That connection stopped waiting (idle_timeout): try the next one.
@@ -461,10 +469,7 @@ impl Handler<Next> for ReadyQueue {
             return MessageResult(Work::Done);
         }
         let next = self.ready.pop_front();
-        if next.is_some() {
-            self.drain.note_taken(Instant::now());
-            self.note_room();
-        }
+        self.taken(usize::from(next.is_some()));
         crate::delivery::shrink_after_backlog(&mut self.ready);
         self.publish();
         MessageResult(match next {
@@ -495,11 +500,7 @@ impl Handler<TakeReady> for ReadyQueue {
         }
         let n = max.min(self.ready.len());
         let items: Vec<ReadyItem> = self.ready.drain(..n).collect();
-        let now = Instant::now();
-        for _ in 0..n {
-            self.drain.note_taken(now);
-        }
-        self.note_room();
+        self.taken(n);
         crate::delivery::shrink_after_backlog(&mut self.ready);
         self.publish();
         MessageResult(items)

@@ -22,8 +22,9 @@ impl DrainRate {
         DrainRate { window_start: now, taken: 0, per_second: None }
     }
 
-    pub fn note_taken(&mut self, now: Instant) {
-        self.taken += 1;
+    /// `n` messages were taken at `now`.
+    pub fn note_taken(&mut self, now: Instant, n: u64) {
+        self.taken += n;
         let elapsed = now.duration_since(self.window_start);
         if elapsed >= WINDOW {
             self.per_second = Some(self.taken as f64 / elapsed.as_secs_f64());
@@ -55,7 +56,7 @@ mod tests {
         assert_eq!(d.delay_for(1024, 0.5), Duration::from_secs(1), "unmeasured: a second");
         // 2,000 taken over one second: 1,024 more drain in about half a second.
         for i in 0..2000u32 {
-            d.note_taken(t0 + Duration::from_micros(500 * u64::from(i + 1)));
+            d.note_taken(t0 + Duration::from_micros(500 * u64::from(i + 1)), 1);
         }
         let delay = d.delay_for(1024, 0.5);
         assert!(delay > Duration::from_millis(450) && delay < Duration::from_millis(560), "{delay:?}");
@@ -63,7 +64,7 @@ mod tests {
         // Bounded both ways.
         assert_eq!(d.delay_for(1, 0.5), MIN_DELAY);
         let mut slow = DrainRate::new(t0);
-        slow.note_taken(t0 + Duration::from_secs(10));
+        slow.note_taken(t0 + Duration::from_secs(10), 1);
         assert_eq!(slow.delay_for(10_000, 0.9), MAX_DELAY);
     }
 }

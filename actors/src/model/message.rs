@@ -15,6 +15,11 @@ pub const LOG_RECORD_PROTOCOL: &str = "LogRecord";
 /// The meta key under which a log-hook message offers its record (see [`Message::meta_value`]).
 pub const LOG_RECORD_META: &str = "log_record";
 
+/// Whether meta is a log-hook message's (`reception_protocol = "LogRecord"`).
+pub fn is_log_record_meta(meta: &Map<String, Value>) -> bool {
+    meta.get("reception_protocol").and_then(Value::as_str) == Some(LOG_RECORD_PROTOCOL)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub id: MessageId,
@@ -69,7 +74,7 @@ impl Message {
 
     /// A message made by a log hook (its body is a log record as JSON).
     pub fn is_log_record(&self) -> bool {
-        self.get_meta("reception_protocol").and_then(Value::as_str) == Some(LOG_RECORD_PROTOCOL)
+        is_log_record_meta(&self.meta)
     }
 
     /// The form stored in the spool's `meta` database.

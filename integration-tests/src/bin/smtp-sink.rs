@@ -254,6 +254,7 @@ async fn linger_close(mut stream: TcpStream) -> Result<()> {
 
 /// The answer an address gets, from its local part (before the last '@', case-insensitive):
 /// `None` accepts it, else the code, the text after the code, and whether to close the connection.
+/// (`slow` is accepted, 1.5 s late: see the RCPT handling.)
 fn verdict(address: &str) -> Option<(u16, String, bool)> {
     let local = address.rsplit_once('@').map_or(address, |(local, _)| local).to_ascii_lowercase();
     match local.as_str() {
